@@ -1,0 +1,22 @@
+"""optuna-hpi: hyperparameter importance you can trust, and staged search that uses it."""
+
+from optuna_hpi._encoding import encode_study
+from optuna_hpi._encoding import EncodedTrials
+from optuna_hpi._encoding import ParamSpec
+from optuna_hpi._surrogate import SurrogateConfig
+from optuna_hpi.importance import ImportanceResult
+from optuna_hpi.importance import SobolImportanceEvaluator
+from optuna_hpi.importance import SobolResult
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EncodedTrials",
+    "ImportanceResult",
+    "ParamSpec",
+    "SobolImportanceEvaluator",
+    "SobolResult",
+    "SurrogateConfig",
+    "encode_study",
+]

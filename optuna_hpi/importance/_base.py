@@ -1,0 +1,177 @@
+"""What every evaluator of this package shares: argument handling, trivial cases, bootstrap."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Generic
+from typing import TYPE_CHECKING
+from typing import TypeVar
+import warnings
+
+import numpy as np
+from optuna.importance import BaseImportanceEvaluator
+from scipy.stats import bootstrap
+
+from optuna_hpi._encoding import encode_study
+from optuna_hpi._encoding import EncodedTrials
+from optuna_hpi.importance._result import ImportanceResult
+from optuna_hpi.importance._result import Interval
+
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+R = TypeVar("R", bound=ImportanceResult)
+Stats = dict[str, np.ndarray]
+
+# Below this many usable trials a bootstrap resample is mostly duplicates; no interval is given.
+MIN_BOOTSTRAP_TRIALS = 5
+
+
+def check_seed(seed: int | None) -> int:
+    """Turn ``seed`` into a fixed int so that one instance always gives the same answer."""
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`seed` must be an int or None, got {type(seed).__name__}.")
+    return int(seed)
+
+
+def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
+    """Base of the evaluators of this package.
+
+    Subclasses compute named statistic vectors from encoded trials (:meth:`_statistics`) and
+    build their rich result from the point estimate and bootstrap intervals (:meth:`_result`).
+    Everything else lives here once: ``params``/``target`` handling through the encoding layer,
+    the trivial cases of Optuna's contract (no params, <= 1 trial, constant response,
+    single-valued distributions -> exactly 0) and bootstrap intervals over trial resamples.
+    """
+
+    def __init__(self, *, seed: int | None, n_bootstrap: int, confidence: float) -> None:
+        self._seed = check_seed(seed)
+        self._n_bootstrap = check_positive_int("n_bootstrap", n_bootstrap, minimum=0)
+        if not 0.0 < confidence < 1.0:
+            raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}.")
+        self._confidence = float(confidence)
+
+    def evaluate(
+        self,
+        study: Study,
+        params: list[str] | None = None,
+        *,
+        target: Callable[[FrozenTrial], float] | None = None,
+    ) -> dict[str, float]:
+        return self.analyze(study, params, target=target, n_bootstrap=0).importances
+
+    def analyze(
+        self,
+        study: Study,
+        params: list[str] | None = None,
+        *,
+        target: Callable[[FrozenTrial], float] | None = None,
+        n_bootstrap: int | None = None,
+    ) -> R:
+        """Full result: raw estimates, extra statistics and bootstrap intervals.
+
+        Args:
+            study: The study to analyse.
+            params: Parameters to assess (see :func:`optuna.importance.get_param_importances`).
+            target: Response to explain instead of the objective value.
+            n_bootstrap: Number of bootstrap resamples of the trials for the intervals
+                (``None``: the constructor's value, ``0``: no intervals).
+        """
+        data = encode_study(study, params, target)
+        return self.analyze_encoded(data, n_bootstrap)
+
+    def analyze_encoded(self, data: EncodedTrials, n_bootstrap: int | None = None) -> R:
+        """:meth:`analyze` on already encoded trials (used by the report and StagedStudy)."""
+        n_boot = self._n_bootstrap if n_bootstrap is None else n_bootstrap
+        check_positive_int("n_bootstrap", n_boot, minimum=0)
+        live = [j for j, s in enumerate(data.specs) if not s.single]
+        if data.n_trials <= 1 or not live or np.ptp(data.y) == 0:
+            if data.specs and data.n_trials <= 1:
+                warnings.warn(
+                    "At most one usable trial: every importance is 0 (uniform once "
+                    "normalized). Run more trials.",
+                    stacklevel=3,
+                )
+            return self._result(data, live, None, {})
+        sub = data.select(live)
+        point = self._statistics(sub)
+        intervals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if n_boot > 0 and data.n_trials >= MIN_BOOTSTRAP_TRIALS:
+            intervals = self._bootstrap(sub, point, n_boot)
+        return self._result(data, live, point, intervals)
+
+    def _bootstrap(
+        self, data: EncodedTrials, point: Stats, n_boot: int
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        keys = list(point)
+        sizes = [point[k].size for k in keys]
+
+        def flat(rows: np.ndarray) -> np.ndarray:
+            stats = self._statistics(data.subset(rows))
+            return np.concatenate([np.ravel(stats[k]) for k in keys])
+
+        with warnings.catch_warnings():
+            # Degenerate resamples (e.g. all-equal statistics) only widen nothing.
+            warnings.simplefilter("ignore")
+            ci = bootstrap(
+                (np.arange(data.n_trials),),
+                flat,
+                n_resamples=n_boot,
+                vectorized=False,
+                method="percentile",
+                confidence_level=self._confidence,
+                rng=np.random.default_rng(self._seed),
+            ).confidence_interval
+        low, high = (
+            np.split(ci.low, np.cumsum(sizes)[:-1]),
+            np.split(ci.high, np.cumsum(sizes)[:-1]),
+        )
+        return {
+            k: (lo.reshape(point[k].shape), hi.reshape(point[k].shape))
+            for k, lo, hi in zip(keys, low, high)
+        }
+
+    @abc.abstractmethod
+    def _statistics(self, data: EncodedTrials) -> Stats:
+        """Named statistic vectors of non-single parameters; must be deterministic."""
+
+    @abc.abstractmethod
+    def _result(
+        self,
+        data: EncodedTrials,
+        live: list[int],
+        point: Stats | None,
+        intervals: dict[str, tuple[np.ndarray, np.ndarray]],
+    ) -> R:
+        """Assemble the rich result; ``point`` is ``None`` when every importance is 0."""
+
+
+def expand(data: EncodedTrials, live: list[int], vector: np.ndarray | None) -> dict[str, float]:
+    """Per-parameter dict over all assessed params; non-live (single-valued) ones get 0."""
+    out = {s.name: 0.0 for s in data.specs}
+    if vector is not None:
+        for j, v in zip(live, vector):
+            out[data.specs[j].name] = float(v)
+    return out
+
+
+def expand_intervals(
+    data: EncodedTrials, live: list[int], bounds: tuple[np.ndarray, np.ndarray] | None
+) -> dict[str, Interval]:
+    if bounds is None:
+        return {}
+    out = {s.name: (0.0, 0.0) for s in data.specs}
+    for j, lo, hi in zip(live, bounds[0], bounds[1]):
+        out[data.specs[j].name] = (float(lo), float(hi))
+    return out
