@@ -1,0 +1,36 @@
+"""Analysis a user reads: the side-by-side report, marginal effects and sensitivity."""
+
+from optuna_hpi.analysis._marginal import marginal_effects
+from optuna_hpi.analysis._marginal import MarginalEffect
+from optuna_hpi.analysis._marginal import MarginalEffects
+from optuna_hpi.analysis._registry import available_evaluators
+from optuna_hpi.analysis._registry import evaluator_class
+from optuna_hpi.analysis._registry import EVALUATOR_NAMES
+from optuna_hpi.analysis._registry import make_evaluator
+from optuna_hpi.analysis._report import EvaluatorColumn
+from optuna_hpi.analysis._report import importance_report
+from optuna_hpi.analysis._report import ImportanceReport
+from optuna_hpi.analysis._report import Interaction
+from optuna_hpi.analysis._sensitivity import Perturbation
+from optuna_hpi.analysis._sensitivity import sensitivity_analysis
+from optuna_hpi.analysis._sensitivity import SENSITIVITY_ATTR
+from optuna_hpi.analysis._sensitivity import SensitivityResult
+
+
+__all__ = [
+    "EVALUATOR_NAMES",
+    "EvaluatorColumn",
+    "ImportanceReport",
+    "Interaction",
+    "MarginalEffect",
+    "MarginalEffects",
+    "Perturbation",
+    "SENSITIVITY_ATTR",
+    "SensitivityResult",
+    "available_evaluators",
+    "evaluator_class",
+    "importance_report",
+    "make_evaluator",
+    "marginal_effects",
+    "sensitivity_analysis",
+]

@@ -1,0 +1,8 @@
+"""Matplotlib twins of the plotly figures; matplotlib is imported only when a plot is made."""
+
+from optuna_hpi.visualization.matplotlib._plots import plot_importances
+from optuna_hpi.visualization.matplotlib._plots import plot_interactions
+from optuna_hpi.visualization.matplotlib._plots import plot_marginal_effects
+
+
+__all__ = ["plot_importances", "plot_interactions", "plot_marginal_effects"]

@@ -1,0 +1,184 @@
+"""Matplotlib twins of :mod:`optuna_hpi.visualization` (matplotlib is imported on call)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from optuna_hpi.analysis._marginal import MarginalEffects
+from optuna_hpi.analysis._report import ImportanceReport
+from optuna_hpi.importance._result import ImportanceResult
+from optuna_hpi.importance._sobol import SobolResult
+from optuna_hpi.visualization._common import effects
+from optuna_hpi.visualization._common import grid_shape
+from optuna_hpi.visualization._common import importance_bars
+from optuna_hpi.visualization._common import interaction_matrix
+from optuna_hpi.visualization._common import require
+
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+
+def plot_importances(
+    source: Study | ImportanceReport | ImportanceResult,
+    *,
+    evaluators: Sequence[str] = ("sobol",),
+    params: list[str] | None = None,
+    target: Callable[[FrozenTrial], float] | None = None,
+    n_bootstrap: int = 20,
+    seed: int = 0,
+) -> Axes:
+    """Matplotlib version of :func:`optuna_hpi.visualization.plot_importances`.
+
+    Returns:
+        The ``Axes``; one ``BarContainer`` per evaluator (``ax.containers``), bar widths are
+        the normalized importances.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi.visualization.matplotlib import plot_importances
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", -1, 1) ** 2 + t.suggest_float("y", -1, 1),
+                n_trials=40,
+            )
+            ax = plot_importances(study, n_bootstrap=5)
+            ax.figure.savefig("importances.png")
+    """
+    plt = require("matplotlib.pyplot")
+    order, bars = importance_bars(source, evaluators, params, target, n_bootstrap, seed)
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(order) * max(1, len(bars))))
+    height = 0.8 / max(1, len(bars))
+    ypos = np.arange(len(order))
+    for k, b in enumerate(bars):
+        xerr = None if b.err_plus is None else np.array([b.err_minus, b.err_plus])
+        values = np.nan_to_num(np.array(b.values, dtype=float))
+        offset = (k - (len(bars) - 1) / 2) * height
+        ax.barh(ypos + offset, values, height=height, xerr=xerr, capsize=3, label=b.name)
+    ax.set_yticks(ypos, order)
+    ax.set_xlabel("normalized importance (error bars: bootstrap interval)")
+    ax.set_title("Hyperparameter importances")
+    if len(bars) > 1:
+        ax.legend()
+    fig.tight_layout()
+    return ax
+
+
+def plot_interactions(
+    source: Study | ImportanceReport | SobolResult,
+    *,
+    params: list[str] | None = None,
+    target: Callable[[FrozenTrial], float] | None = None,
+    seed: int = 0,
+) -> Axes:
+    """Matplotlib version of :func:`optuna_hpi.visualization.plot_interactions`.
+
+    Returns:
+        The ``Axes``; ``ax.images[0].get_array()`` is the symmetric index matrix.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi.visualization.matplotlib import plot_interactions
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", -1, 1) * t.suggest_float("y", -1, 1), n_trials=60
+            )
+            plot_interactions(study).figure.savefig("interactions.png")
+    """
+    plt = require("matplotlib.pyplot")
+    names, m = interaction_matrix(source, params, target, seed)
+    size = 2.5 + 0.7 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(m, cmap="Blues", vmin=0.0)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{m[i, j]:.3f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(image, ax=ax, label="Sobol' index")
+    ax.set_title("Interactions (diagonal S_i, off-diagonal S_ij)")
+    fig.tight_layout()
+    return ax
+
+
+def plot_marginal_effects(
+    source: Study | MarginalEffects,
+    *,
+    params: list[str] | None = None,
+    target: Callable[[FrozenTrial], float] | None = None,
+    n_bootstrap: int = 10,
+    show_trials: bool = True,
+    seed: int = 0,
+) -> np.ndarray:
+    """Matplotlib version of :func:`optuna_hpi.visualization.plot_marginal_effects`.
+
+    Returns:
+        A flat array of ``Axes``, one per parameter (in curve order); on a numeric parameter's
+        axes ``ax.lines[0]`` is the curve, ``ax.collections[0]`` the band.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi.visualization.matplotlib import plot_marginal_effects
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=30)
+            axes = plot_marginal_effects(study, n_bootstrap=3)
+            axes[0].figure.savefig("marginal.png")
+    """
+    plt = require("matplotlib.pyplot")
+    me = effects(source, params, target, n_bootstrap, seed)
+    names = list(me.curves)
+    rows, cols = grid_shape(len(names))
+    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    for ax, name in zip(axes, names):
+        c = me.curves[name]
+        if c.kind == "categorical":
+            x: Any = np.arange(len(c.values))
+            yerr = np.array([c.mean - c.lower, c.upper - c.mean])
+            ax.errorbar(x, c.mean, yerr=yerr, fmt="o", capsize=4)
+            ax.set_xticks(x, [str(v) for v in c.values])
+            if show_trials and c.observed:
+                index = {str(v): k for k, v in enumerate(c.values)}
+                ox = [index[str(v)] for v, _ in c.observed]
+                ax.scatter(ox, [y for _, y in c.observed], s=6, color="grey", alpha=0.5)
+        else:
+            x = np.asarray(c.values, dtype=float)
+            ax.plot(x, c.mean, color="C0")
+            ax.fill_between(x, c.lower, c.upper, color="C0", alpha=0.2, linewidth=0)
+            if show_trials and c.observed:
+                ax.scatter(
+                    [v for v, _ in c.observed],
+                    [y for _, y in c.observed],
+                    s=6,
+                    color="grey",
+                    alpha=0.5,
+                )
+            if c.log:
+                ax.set_xscale("log")
+        ax.set_title(name)
+        ax.set_ylabel(me.response_label)
+    level = int(round(100 * me.confidence))
+    fig.suptitle(f"Marginal effects (surrogate partial dependence, {level}% bootstrap band)")
+    fig.tight_layout()
+    return axes[: len(names)]
