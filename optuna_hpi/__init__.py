@@ -5,8 +5,14 @@ from optuna_hpi._encoding import EncodedTrials
 from optuna_hpi._encoding import ParamSpec
 from optuna_hpi._surrogate import SurrogateConfig
 from optuna_hpi.importance import ImportanceResult
+from optuna_hpi.importance import NRReliefFImportanceEvaluator
+from optuna_hpi.importance import NRReliefFResult
 from optuna_hpi.importance import SobolImportanceEvaluator
 from optuna_hpi.importance import SobolResult
+from optuna_hpi.staged import Stage
+from optuna_hpi.staged import StagedSampler
+from optuna_hpi.staged import StagedStudy
+from optuna_hpi.staged import StagePlan
 
 
 __version__ = "0.1.0"
@@ -14,9 +20,15 @@ __version__ = "0.1.0"
 __all__ = [
     "EncodedTrials",
     "ImportanceResult",
+    "NRReliefFImportanceEvaluator",
+    "NRReliefFResult",
     "ParamSpec",
     "SobolImportanceEvaluator",
     "SobolResult",
+    "Stage",
+    "StagePlan",
+    "StagedSampler",
+    "StagedStudy",
     "SurrogateConfig",
     "encode_study",
 ]

@@ -1,0 +1,440 @@
+"""N-RReliefF: nearest-neighbour (RReliefF) hyperparameter importance without a surrogate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Literal
+
+import numpy as np
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
+
+from optuna_hpi._encoding import EncodedTrials
+from optuna_hpi.importance._base import check_positive_int
+from optuna_hpi.importance._base import expand
+from optuna_hpi.importance._base import expand_intervals
+from optuna_hpi.importance._base import HpiImportanceEvaluator
+from optuna_hpi.importance._base import Stats
+from optuna_hpi.importance._result import ImportanceResult
+from optuna_hpi.importance._result import Interval
+
+
+#: Clamp of N_dC into [EPS, m - EPS] (as CORElearn does) so that a target that differs for
+#: no neighbour pair, or for every one, gives finite weights.
+EPS = 1e-9
+
+#: Above this many embedded columns neighbours are found by brute force, not a KD-tree.
+KDTREE_MAX_DIM = 8
+
+# Upper bound on the number of (instance, neighbour, parameter) diffs held in memory at once.
+_CHUNK_ELEMENTS = 1 << 21
+
+
+@dataclass(frozen=True)
+class NRReliefFResult(ImportanceResult):
+    """RReliefF weights and their N-RReliefF shares, with bootstrap intervals.
+
+    Attributes:
+        values: Raw RReliefF weight ``W[A]`` per parameter (in [-1, 1]; may be negative).
+        intervals: Bootstrap intervals of :attr:`values`.
+        shares: N-RReliefF normalisation of the weights: ``max(W, 0) / sum(max(W, 0))``; all
+            zero when no weight is positive. ``evaluate()`` followed by Optuna's
+            normalisation gives exactly these shares.
+        share_intervals: Bootstrap intervals of :attr:`shares`.
+        n_neighbors: Number of neighbours J actually used (capped at the number of distinct
+            trials - 1).
+        n_iterations: Number of sampled trials M actually used.
+    """
+
+    shares: dict[str, float] = field(default_factory=dict)
+    share_intervals: dict[str, Interval] = field(default_factory=dict)
+    n_neighbors: int = 0
+    n_iterations: int = 0
+
+
+class NRReliefFImportanceEvaluator(HpiImportanceEvaluator[NRReliefFResult]):
+    """N-RReliefF importance: RReliefF weights of the trials, normalised into shares.
+
+    RReliefF (Robnik-Sikonja & Kononenko, Machine Learning 53, 2003) estimates how much a
+    parameter's value changes where the objective changes, among trials that are close in the
+    search space. For M sampled trials R_i and their J nearest neighbours I_j::
+
+        N_dC      += diff(y, R_i, I_j) * d(i, j)
+        N_dA[A]   += diff(A, R_i, I_j) * d(i, j)
+        N_dCdA[A] += diff(y, R_i, I_j) * diff(A, R_i, I_j) * d(i, j)
+        W[A] = N_dCdA[A] / N_dC - (N_dA[A] - N_dCdA[A]) / (M - N_dC)
+
+    with N_dC clamped into ``[1e-9, M - 1e-9]`` (CORElearn's guard). This is computed fully
+    vectorised: neighbours come from a ``scipy.spatial.cKDTree`` (Manhattan, ``p=1``) when the
+    embedding below has at most 8 columns, else from an exact chunked brute-force search
+    (``scipy.spatial.distance.cdist``), which is much faster than a KD-tree in 20 dimensions;
+    both apply the same tie rule. The accumulations are array reductions over (instance,
+    neighbour, parameter) chunks; there is no Python loop over trials or neighbours.
+
+    Conventions fixed here (so that results are reproducible and testable):
+
+    * **diff.** Numeric parameters: ``|u1 - u2|`` with ``u`` the value scaled to [0, 1] by the
+      *search-space* range (log scale for ``log=True``; :meth:`EncodedTrials.unit`), so one
+      outlying trial does not rescale every diff. Categorical: 0 if equal, else 1. Conditional
+      parameters: 1 if active in exactly one of the two trials ("absent vs present" is a full
+      difference), 0 if inactive in both. Response: ``|y1 - y2| / (max(y) - min(y))``.
+    * **Distance.** Manhattan: ``sum_A s_A * diff(A)`` with ``s_A = 1`` for numeric parameters
+      and ``s_A = categorical_distance_scale`` for categoricals. The scale enters the distance
+      only, never the diffs of the update. Why: with ``s_A = 1`` a categorical diff of 1
+      outweighs the typical numeric gap between close trials, so every neighbour shares the
+      category, its diff is always 0 and an important categorical gets weight ~0 (measured on
+      1000 random trials of ``3 * [c == "b"] + sin(x1) + x2 / 2`` plus 3 inert floats, ``c``
+      explaining ~60 % of the variance: weight 0.0003 with scale 1, 0.13 with 0.5, 0.34 with
+      the default 0.25, while the inert parameters stayed at -0.02).
+      Neighbours are searched on an embedding whose Manhattan distance equals this sum: a numeric
+      parameter is one column ``u``; a categorical is a one-hot block times ``s_A / 2``
+      (two different choices are ``s_A`` apart); a conditional numeric parameter is the three
+      columns ``(u/2, (1-u)/2, 0)`` when active and ``(0, 0, 1/2)`` when inactive (active-active
+      ``|u1-u2|``, active-inactive 1, inactive-inactive 0); a conditional categorical gets one
+      more one-hot column for "inactive".
+    * **Neighbours and ranks.** A trial is never its own neighbour. Neighbours are ordered by
+      (distance, position of the trial in the study's usable trials); among several candidates
+      equidistant at the J-th place, the earlier trial wins. Rank weights
+      ``d1 = exp(-(rank / sigma)^2)`` use **0-based** ranks as CORElearn (the nearest neighbour
+      has ``d1 = 1``), and tied distances share the rank of the first of them (CORElearn keeps
+      the previous factor), so the order inside a tie never matters; ``d = d1 / sum(d1)`` per
+      sampled trial.
+    * **Bootstrap.** A resample that draws a trial several times weights it as a sampled
+      instance by its multiplicity; copies are not neighbours of each other (a copy would be a
+      zero-distance neighbour with no information).
+
+    **N-RReliefF normalisation.** Sun et al. (IJCCC 14(4), 2019) introduced N-RReliefF as
+    RReliefF followed by "an improved normalization formula" turning the weights into shares
+    of importance that sum to 1; Wang, Nabney & Golbabaee (arXiv 2410.08920, 2024) use it for
+    CNN hyperparameters and report the shares. The stored copies of both papers available to
+    us expose the abstracts and introductions, not the formula itself, so we do not claim to
+    reproduce their exact expression. We implement the only normalisation that gives an
+    inert or harmful parameter exactly 0 and keeps the ratios of the positive weights:
+    ``share = max(W, 0) / sum(max(W, 0))``. (A min-shift ``(W - min W) / sum(W - min W)``
+    gives the least important parameter 0 and a negative-weight parameter a positive share;
+    ``|W| / sum |W|`` ranks a harmful parameter as important.)
+
+    **Why evaluate() clips at 0.** Optuna's contract requires non-negative importances. A
+    negative RReliefF weight means that close trials differing in the parameter tend to have
+    *similar* responses more often than expected: noise for an inert parameter, or a
+    parameter whose effect is only an interaction / is shadowed by a correlated copy. Either
+    way it is no evidence of importance. The raw weights stay in :attr:`NRReliefFResult.values`
+    and their normalised shares in :attr:`NRReliefFResult.shares`; Optuna's
+    ``get_param_importances`` (normalize=True) turns ``evaluate()``'s output into exactly the
+    shares.
+
+    Known limitations (measured): pure interactions are missed (Ishigami's x3 gets <= 0); a
+    near-duplicate (correlated) parameter drives both copies towards 0, and samplers such as
+    TPE produce correlated trials; in high dimension only the top few parameters stand out.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import NRReliefFImportanceEvaluator
+
+
+            def objective(trial):
+                x = trial.suggest_float("x", -1, 1)
+                lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+                opt = trial.suggest_categorical("opt", ["sgd", "adam"])
+                return x**2 + (lr < 1e-3) + 0.5 * (opt == "sgd")
+
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(objective, n_trials=300)
+            evaluator = NRReliefFImportanceEvaluator(seed=0)
+            print(optuna.importance.get_param_importances(study, evaluator=evaluator))
+            result = evaluator.analyze(study, n_bootstrap=20)
+            print(result.values, result.shares, result.intervals)
+
+    Args:
+        n_neighbors: Number of nearest neighbours J per sampled trial (CORElearn's default 70),
+            capped at the number of distinct trials - 1.
+        n_iterations: Number of sampled trials M, or ``"all"`` (CORElearn's default). The
+            default 1000 uses every trial of studies up to 1000 trials and a seeded sample of
+            1000 beyond, which keeps 10,000 trials x 20 parameters under a second; every trial
+            still serves as a neighbour. Values above the number of trials use all of them.
+        sigma: Width of the rank weighting ``exp(-(rank / sigma)^2)`` (default 20).
+        categorical_distance_scale: Weight of a categorical difference in the neighbour
+            distance only (see above); ``1.0`` is plain RReliefF.
+        n_bootstrap: Default number of bootstrap resamples of the trials for the intervals of
+            :meth:`analyze` (``evaluate()`` never bootstraps).
+        confidence: Level of the intervals.
+        seed: Seed of the instance sampling (when ``n_iterations`` < number of trials) and of
+            the bootstrap; ``None`` draws one at construction, so one instance is deterministic.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_neighbors: int = 70,
+        n_iterations: int | Literal["all"] = 1000,
+        sigma: float = 20.0,
+        categorical_distance_scale: float = 0.25,
+        n_bootstrap: int = 30,
+        confidence: float = 0.95,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed=seed, n_bootstrap=n_bootstrap, confidence=confidence)
+        self._n_neighbors = check_positive_int("n_neighbors", n_neighbors)
+        if n_iterations != "all":
+            check_positive_int("n_iterations", n_iterations)
+        self._n_iterations: int | None = None if n_iterations == "all" else int(n_iterations)
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+            raise ValueError(f"`sigma` must be a positive number, got {sigma!r}.")
+        self._sigma = float(sigma)
+        scale = categorical_distance_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 0:
+            raise ValueError(f"`categorical_distance_scale` must be a number >= 0, got {scale!r}.")
+        self._cat_scale = float(scale)
+
+    def _statistics(self, data: EncodedTrials) -> Stats:
+        weights, _, _ = self._weights(data)
+        return {"weights": weights, "shares": normalized_shares(weights)}
+
+    def _weights(self, data: EncodedTrials) -> tuple[np.ndarray, int, int]:
+        rows, inverse = _distinct(data)
+        values, categorical = _values(data)
+        n = data.n_trials
+        m = n if self._n_iterations is None else min(self._n_iterations, n)
+        picked = np.arange(n)
+        if m < n:
+            picked = np.sort(np.random.default_rng(self._seed).choice(n, size=m, replace=False))
+        # A bootstrap resample weights a repeated trial by its multiplicity as an instance.
+        counts = np.bincount(inverse[picked], minlength=len(rows)).astype(float)
+        k = min(self._n_neighbors, len(rows) - 1)
+        if k < 1:
+            return np.zeros(len(data.specs)), 0, m
+        weights = rrelieff(
+            values[rows],
+            categorical,
+            data.y[rows],
+            counts,
+            n_neighbors=k,
+            sigma=self._sigma,
+            categorical_distance_scale=self._cat_scale,
+        )
+        return weights, k, m
+
+    def _result(
+        self,
+        data: EncodedTrials,
+        live: list[int],
+        point: Stats | None,
+        intervals: dict[str, tuple[np.ndarray, np.ndarray]],
+    ) -> NRReliefFResult:
+        get = (lambda k: None) if point is None else point.get
+        k_used, m_used = 0, 0
+        if point is not None:
+            k_used = max(0, min(self._n_neighbors, len(_distinct(data)[0]) - 1))
+            m_used = data.n_trials
+            if self._n_iterations is not None:
+                m_used = min(self._n_iterations, data.n_trials)
+        return NRReliefFResult(
+            method="rrelieff_weight",
+            values=expand(data, live, get("weights")),
+            intervals=expand_intervals(data, live, intervals.get("weights")),
+            confidence=self._confidence,
+            n_trials=data.n_trials,
+            response=data.response,
+            shares=expand(data, live, get("shares")),
+            share_intervals=expand_intervals(data, live, intervals.get("shares")),
+            n_neighbors=k_used,
+            n_iterations=m_used,
+        )
+
+
+def normalized_shares(weights: np.ndarray) -> np.ndarray:
+    """N-RReliefF shares ``max(W, 0) / sum(max(W, 0))`` (zeros when no weight is positive)."""
+    positive = np.clip(weights, 0.0, None)
+    total = float(positive.sum())
+    return positive / total if total > 0 else positive
+
+
+def _distinct(data: EncodedTrials) -> tuple[np.ndarray, np.ndarray]:
+    """First row of each distinct trial, and the distinct index of every row."""
+    first: dict[int, int] = {}
+    inverse = np.array([first.setdefault(id(t), len(first)) for t in data.trials], dtype=int)
+    _, rows = np.unique(inverse, return_index=True)
+    return rows, inverse
+
+
+def _values(data: EncodedTrials) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column values for diffs: unit-scaled numerics, choice indices; NaN if inactive."""
+    categorical = np.array([s.kind == "categorical" for s in data.specs], dtype=bool)
+    values = data.unit()
+    if categorical.any():
+        values[:, categorical] = data.X[:, categorical]
+    return values, categorical
+
+
+def rrelieff(
+    values: np.ndarray,
+    categorical: np.ndarray,
+    y: np.ndarray,
+    counts: np.ndarray | None = None,
+    *,
+    n_neighbors: int,
+    sigma: float,
+    categorical_distance_scale: float = 1.0,
+) -> np.ndarray:
+    """RReliefF weights of the columns of ``values`` (see the evaluator for the conventions).
+
+    Args:
+        values: ``(n, d)`` numeric columns in [0, 1] and categorical columns as choice indices;
+            ``NaN`` marks an inactive conditional parameter.
+        categorical: ``(d,)`` mask of the categorical columns.
+        y: ``(n,)`` response.
+        counts: ``(n,)`` how many times each row is a sampled instance (default: once each);
+            ``m = counts.sum()``. Rows with count 0 still serve as neighbours.
+        n_neighbors: J, at most ``n - 1``.
+        sigma: Rank-weight width.
+        categorical_distance_scale: Weight of categorical diffs in the distance only.
+    """
+    n, d = values.shape
+    counts = np.ones(n) if counts is None else np.asarray(counts, dtype=float)
+    m = float(counts.sum())
+    span = float(np.ptp(y)) if n else 0.0
+    if n < 2 or d == 0 or span == 0.0 or m == 0.0:
+        return np.zeros(d)
+    k = int(n_neighbors)
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"`n_neighbors` must be in [1, {n - 1}] for {n} rows, got {k}.")
+    yt = (y - float(np.min(y))) / span
+    emb = _embedding(values, categorical, categorical_distance_scale)
+    sampled = np.flatnonzero(counts > 0)
+    nbr, dist = _neighbours(emb, sampled, k)
+    rank_w = _rank_weights(dist, sigma) * counts[sampled, None]
+
+    n_dc = 0.0
+    n_da = np.zeros(d)
+    n_dcda = np.zeros(d)
+    step = max(1, _CHUNK_ELEMENTS // max(1, k * d))
+    for start in range(0, len(sampled), step):
+        rows = sampled[start : start + step]
+        nb = nbr[start : start + step]
+        w = rank_w[start : start + step]
+        dt = np.abs(yt[rows][:, None] - yt[nb])
+        da = _attribute_diffs(values, categorical, rows, nb)
+        n_dc += float(np.sum(w * dt))
+        n_da += np.einsum("ij,ijk->k", w, da)
+        n_dcda += np.einsum("ij,ijk->k", w * dt, da)
+    n_dc = min(max(n_dc, EPS), m - EPS)
+    return n_dcda / n_dc - (n_da - n_dcda) / (m - n_dc)
+
+
+def _embedding(values: np.ndarray, categorical: np.ndarray, scale: float) -> np.ndarray:
+    """Points whose Manhattan distance is ``sum_A s_A * diff(A)`` (see the evaluator)."""
+    blocks = []
+    for j in range(values.shape[1]):
+        col = values[:, j]
+        inactive = np.isnan(col)
+        if categorical[j]:
+            codes = np.where(inactive, -1, col).astype(int)
+            choices = np.unique(codes)
+            onehot = (codes[:, None] == choices[None, :]).astype(float)
+            blocks.append(onehot * (scale / 2.0))
+        elif not inactive.any():
+            blocks.append(col[:, None])
+        else:
+            u = np.where(inactive, 0.0, col)
+            active = (~inactive).astype(float)
+            blocks.append(
+                np.column_stack([active * u / 2, active * (1 - u) / 2, (1 - active) / 2])
+            )
+    return np.column_stack(blocks) if blocks else np.zeros((len(values), 0))
+
+
+def _neighbours(emb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest other rows of each row in ``rows``, ordered by (distance, index).
+
+    A KD-tree in low dimension; above :data:`KDTREE_MAX_DIM` embedded columns an exact
+    brute-force search (chunked ``cdist``), which is faster there (measured at 10,000 trials
+    and 20 parameters: 14 s for the tree, 0.3 s brute force for 1,000 sampled trials).
+    """
+    if emb.shape[1] > KDTREE_MAX_DIM:
+        return _brute_neighbours(emb, rows, k)
+    n = len(emb)
+    tree = cKDTree(emb)
+    # One candidate more than needed (besides the row itself) reveals a tie at the k-th place.
+    q = min(n, k + 2)
+    dist, idx = tree.query(emb[rows], k=q, p=1)
+    dist = np.reshape(dist, (len(rows), q))
+    idx = np.reshape(idx, (len(rows), q))
+    # Drop the row itself, or the farthest candidate if an exact duplicate hid it.
+    drop = idx == rows[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    idx = idx[~drop].reshape(len(rows), q - 1)
+    dist = _rounded(dist[~drop].reshape(len(rows), q - 1))
+    nbr, nd = idx[:, :k].copy(), dist[:, :k].copy()
+    if q - 1 > k:
+        tied = np.flatnonzero(dist[:, k - 1] == dist[:, k])
+        if tied.size:
+            # The tree does not say which equidistant candidates it left out.
+            nbr[tied], nd[tied] = _brute_neighbours(emb, rows[tied], k)
+    return _sort_rows(nbr, nd)
+
+
+def _brute_neighbours(emb: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n = len(emb)
+    nbr = np.empty((len(rows), k), dtype=int)
+    nd = np.empty((len(rows), k))
+    step = max(1, _CHUNK_ELEMENTS // n)
+    for start in range(0, len(rows), step):
+        r = rows[start : start + step]
+        dist = _rounded(cdist(emb[r], emb, metric="cityblock"))
+        dist[np.arange(len(r)), r] = np.inf
+        part = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        pd = np.take_along_axis(dist, part, axis=1)
+        # Unique k-set unless more than k candidates are within the k-th distance.
+        tied = np.flatnonzero((dist <= pd.max(axis=1, keepdims=True)).sum(axis=1) > k)
+        if tied.size:
+            part[tied] = np.argsort(dist[tied], axis=1, kind="stable")[:, :k]
+            pd[tied] = np.take_along_axis(dist[tied], part[tied], axis=1)
+        nbr[start : start + step], nd[start : start + step] = part, pd
+    return _sort_rows(nbr, nd)
+
+
+def _sort_rows(nbr: np.ndarray, nd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order each row by (distance, index)."""
+    row_id = np.broadcast_to(np.arange(len(nbr))[:, None], nbr.shape)
+    order = np.lexsort((nbr.ravel(), nd.ravel(), row_id.ravel()))
+    return nbr.ravel()[order].reshape(nbr.shape), nd.ravel()[order].reshape(nd.shape)
+
+
+def _rounded(dist: np.ndarray) -> np.ndarray:
+    # Sums of the same diffs in another order differ in the last bits; treat them as ties.
+    return np.round(dist, 10)
+
+
+def _rank_weights(dist: np.ndarray, sigma: float) -> np.ndarray:
+    """``exp(-(rank / sigma)^2)`` with 0-based competition ranks, normalised per row."""
+    k = dist.shape[1]
+    r = _rounded(dist)
+    new_group = np.ones_like(r, dtype=bool)
+    new_group[:, 1:] = r[:, 1:] != r[:, :-1]
+    position = np.broadcast_to(np.arange(k), r.shape)
+    # Tied distances keep the rank of the first of them (CORElearn keeps the previous factor).
+    rank = np.maximum.accumulate(np.where(new_group, position, 0), axis=1)
+    d1 = np.exp(-((rank / sigma) ** 2))
+    return d1 / d1.sum(axis=1, keepdims=True)
+
+
+def _attribute_diffs(
+    values: np.ndarray, categorical: np.ndarray, rows: np.ndarray, nb: np.ndarray
+) -> np.ndarray:
+    """``(len(rows), k, d)`` diffs of every parameter between each row and its neighbours."""
+    a = values[rows][:, None, :]
+    b = values[nb]
+    diff = np.abs(a - b)
+    if categorical.any():
+        diff[..., categorical] = (diff[..., categorical] > 0).astype(float)
+    na, nb_ = np.isnan(a), np.isnan(b)
+    if na.any() or nb_.any():
+        missing = na | nb_
+        diff = np.where(missing, (na != nb_).astype(float), diff)
+    return diff
