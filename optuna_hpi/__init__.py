@@ -9,10 +9,6 @@ from optuna_hpi.importance import NRReliefFImportanceEvaluator
 from optuna_hpi.importance import NRReliefFResult
 from optuna_hpi.importance import SobolImportanceEvaluator
 from optuna_hpi.importance import SobolResult
-from optuna_hpi.staged import Stage
-from optuna_hpi.staged import StagedSampler
-from optuna_hpi.staged import StagedStudy
-from optuna_hpi.staged import StagePlan
 
 
 __version__ = "0.1.0"
@@ -25,10 +21,6 @@ __all__ = [
     "ParamSpec",
     "SobolImportanceEvaluator",
     "SobolResult",
-    "Stage",
-    "StagePlan",
-    "StagedSampler",
-    "StagedStudy",
     "SurrogateConfig",
     "encode_study",
 ]
