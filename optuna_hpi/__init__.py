@@ -9,6 +9,10 @@ from optuna_hpi.importance import NRReliefFImportanceEvaluator
 from optuna_hpi.importance import NRReliefFResult
 from optuna_hpi.importance import SobolImportanceEvaluator
 from optuna_hpi.importance import SobolResult
+from optuna_hpi.staged import Stage
+from optuna_hpi.staged import StagedSampler
+from optuna_hpi.staged import StagedStudy
+from optuna_hpi.staged import StagePlan
 
 
 __version__ = "0.1.0"
@@ -21,6 +25,10 @@ __all__ = [
     "ParamSpec",
     "SobolImportanceEvaluator",
     "SobolResult",
+    "Stage",
+    "StagePlan",
+    "StagedSampler",
+    "StagedStudy",
     "SurrogateConfig",
     "encode_study",
 ]
