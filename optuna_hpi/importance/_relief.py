@@ -87,12 +87,17 @@ class NRReliefFImportanceEvaluator(HpiImportanceEvaluator[NRReliefFResult]):
       1000 random trials of ``3 * [c == "b"] + sin(x1) + x2 / 2`` plus 3 inert floats, ``c``
       explaining ~60 % of the variance: weight 0.0003 with scale 1, 0.13 with 0.5, 0.34 with
       the default 0.25, while the inert parameters stayed at -0.02).
-      Neighbours are searched on an embedding whose Manhattan distance equals this sum: a numeric
-      parameter is one column ``u``; a categorical is a one-hot block times ``s_A / 2``
-      (two different choices are ``s_A`` apart); a conditional numeric parameter is the three
-      columns ``(u/2, (1-u)/2, 0)`` when active and ``(0, 0, 1/2)`` when inactive (active-active
-      ``|u1-u2|``, active-inactive 1, inactive-inactive 0); a conditional categorical gets one
-      more one-hot column for "inactive".
+      "Absent vs present" is a discrete difference too and hides a conditional parameter the
+      same way (measured: weight ~0 for both the parent categorical and its child with scale
+      1), so it contributes ``max(s, 1/2)`` to the distance for a numeric parameter (1/2 is the
+      least that keeps the distance a metric: two active values 1 apart cannot both be closer
+      than 1/2 to "inactive") and ``s`` for a categorical one.
+      Neighbours are searched on an embedding whose Manhattan distance equals this sum: a
+      numeric parameter is one column ``u``; a categorical is a one-hot block times ``s / 2``
+      (two different choices are ``s`` apart; "inactive" is one more choice); a conditional
+      numeric parameter is the three columns ``(u/2, (1-u)/2, 0)`` when active and
+      ``(0, 0, max(s - 1/2, 0))`` when inactive (active-active ``|u1 - u2|``, active-inactive
+      ``max(s, 1/2)``, inactive-inactive 0).
     * **Neighbours and ranks.** A trial is never its own neighbour. Neighbours are ordered by
       (distance, position of the trial in the study's usable trials); among several candidates
       equidistant at the J-th place, the earlier trial wins. Rank weights
@@ -343,8 +348,11 @@ def _embedding(values: np.ndarray, categorical: np.ndarray, scale: float) -> np.
         else:
             u = np.where(inactive, 0.0, col)
             active = (~inactive).astype(float)
+            # Inactive is the origin, 1/2 + extra away from every active value (see the
+            # evaluator's docstring for why 1/2 is the least a metric allows).
+            extra = max(0.0, scale - 0.5)
             blocks.append(
-                np.column_stack([active * u / 2, active * (1 - u) / 2, (1 - active) / 2])
+                np.column_stack([active * u / 2, active * (1 - u) / 2, (1 - active) * extra])
             )
     return np.column_stack(blocks) if blocks else np.zeros((len(values), 0))
 
