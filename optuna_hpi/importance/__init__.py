@@ -3,6 +3,8 @@ from optuna_hpi.importance._relief import NRReliefFResult
 from optuna_hpi.importance._result import ImportanceResult
 from optuna_hpi.importance._sobol import SobolImportanceEvaluator
 from optuna_hpi.importance._sobol import SobolResult
+from optuna_hpi.importance._stability import importance_stability
+from optuna_hpi.importance._stability import StabilityResult
 
 
 __all__ = [
@@ -11,4 +13,6 @@ __all__ = [
     "NRReliefFResult",
     "SobolImportanceEvaluator",
     "SobolResult",
+    "StabilityResult",
+    "importance_stability",
 ]
