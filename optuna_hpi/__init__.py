@@ -4,6 +4,9 @@ from optuna_hpi._encoding import encode_study
 from optuna_hpi._encoding import EncodedTrials
 from optuna_hpi._encoding import ParamSpec
 from optuna_hpi._surrogate import SurrogateConfig
+from optuna_hpi.importance import AblationImportanceEvaluator
+from optuna_hpi.importance import AblationResult
+from optuna_hpi.importance import AblationStep
 from optuna_hpi.importance import importance_stability
 from optuna_hpi.importance import ImportanceResult
 from optuna_hpi.importance import NRReliefFImportanceEvaluator
@@ -20,6 +23,9 @@ from optuna_hpi.staged import StagePlan
 __version__ = "0.1.0"
 
 __all__ = [
+    "AblationImportanceEvaluator",
+    "AblationResult",
+    "AblationStep",
     "EncodedTrials",
     "ImportanceResult",
     "NRReliefFImportanceEvaluator",

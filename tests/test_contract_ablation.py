@@ -8,7 +8,7 @@ from optuna.testing.pytest_importance import MultiObjectiveImportanceEvaluatorTe
 from optuna.testing.pytest_importance import NonConditionalImportanceEvaluatorTestCase
 import pytest
 
-from optuna_hpi.importance._ablation import AblationImportanceEvaluator
+from optuna_hpi import AblationImportanceEvaluator
 
 
 class _Fixture:

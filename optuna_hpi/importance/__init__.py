@@ -1,3 +1,6 @@
+from optuna_hpi.importance._ablation import AblationImportanceEvaluator
+from optuna_hpi.importance._ablation import AblationResult
+from optuna_hpi.importance._ablation import AblationStep
 from optuna_hpi.importance._relief import NRReliefFImportanceEvaluator
 from optuna_hpi.importance._relief import NRReliefFResult
 from optuna_hpi.importance._result import ImportanceResult
@@ -8,6 +11,9 @@ from optuna_hpi.importance._stability import StabilityResult
 
 
 __all__ = [
+    "AblationImportanceEvaluator",
+    "AblationResult",
+    "AblationStep",
     "ImportanceResult",
     "NRReliefFImportanceEvaluator",
     "NRReliefFResult",
