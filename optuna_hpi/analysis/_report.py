@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import time
+import warnings
 from typing import Any
 from typing import TYPE_CHECKING
 
@@ -392,7 +393,10 @@ def importance_report(
             result = ev.analyze_encoded(data, n_bootstrap)
             raw: Mapping[str, float] = result.values
         else:
-            raw = ev.evaluate(study, params=params, target=target)
+            with warnings.catch_warnings():
+                # PED-ANOVA warns that a `target` is minimized: the report's convention too.
+                warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
+                raw = ev.evaluate(study, params=params, target=target)
         seconds = time.perf_counter() - start
         shares, total = normalize(raw) if raw else ({}, 0.0)
         intervals: dict[str, Interval] = {}

@@ -6,9 +6,18 @@ matplotlib.
 """
 
 from optuna_hpi.visualization import matplotlib
+from optuna_hpi.visualization._plotly import plot_ablation_path
 from optuna_hpi.visualization._plotly import plot_importances
 from optuna_hpi.visualization._plotly import plot_interactions
 from optuna_hpi.visualization._plotly import plot_marginal_effects
+from optuna_hpi.visualization._plotly import plot_staged_timeline
 
 
-__all__ = ["matplotlib", "plot_importances", "plot_interactions", "plot_marginal_effects"]
+__all__ = [
+    "matplotlib",
+    "plot_ablation_path",
+    "plot_importances",
+    "plot_interactions",
+    "plot_marginal_effects",
+    "plot_staged_timeline",
+]

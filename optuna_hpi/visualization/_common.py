@@ -149,3 +149,156 @@ def effects(
 def grid_shape(n: int) -> tuple[int, int]:
     cols = min(n, 3)
     return max(1, math.ceil(n / max(cols, 1))), max(cols, 1)
+
+
+@dataclass(frozen=True)
+class AblationPoint:
+    """One point of the ablation path: after moving ``label`` the surrogate predicts ``value``."""
+
+    label: str
+    value: float
+    share: float
+
+
+def ablation_points(
+    source: Any,
+    params: list[str] | None,
+    target: Callable[[FrozenTrial], float] | None,
+    default_params: dict[str, Any] | None,
+    seed: int,
+) -> tuple[list[AblationPoint], float]:
+    """``source`` first, then one point per step; and the surrogate's CV R^2."""
+    from optuna_hpi.analysis._registry import make_evaluator
+
+    result = source
+    if isinstance(source, ImportanceReport):
+        found = [c.result for c in source.columns if c.name == "ablation"]
+        if not found or found[0] is None:
+            raise ValueError(
+                "The report has no ablation result; build it with 'ablation' among the evaluators."
+            )
+        result = found[0]
+    elif not hasattr(source, "path"):
+        kwargs: dict[str, Any] = (
+            {} if default_params is None else {"default_params": default_params}
+        )
+        evaluator = make_evaluator("ablation", seed=seed, **kwargs)
+        result = evaluator.analyze(source, params, target=target, n_bootstrap=0)  # type: ignore[attr-defined]
+    points = [AblationPoint(f"source ({result.source_kind})", result.predicted_source, 0.0)]
+    for step in result.path:
+        label = step.params[0] if len(step.params) == 1 else "+".join(step.params)
+        points.append(AblationPoint(label, float(step.predicted), float(step.share)))
+    return points, float(result.surrogate_r2)
+
+
+#: Status codes of the staged timeline.
+FREE, NARROWED, FROZEN = 0, 1, 2
+STATUS_NAMES = ("free", "narrowed", "frozen")
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What each stage of a staged study did, and the objective over trials.
+
+    Attributes:
+        stage_names: Name of each stage.
+        starts: First trial number of each stage.
+        params: Parameters (rows of :attr:`status`).
+        status: ``(n_params, n_stages)`` codes: 0 free, 1 narrowed, 2 frozen / held.
+        labels: Text per cell (frozen value or narrowed range).
+        numbers: Numbers of the complete trials.
+        values: Their objective values.
+        best: Best value so far at each of those trials (study direction).
+        stage_of: Stage of each of those trials.
+    """
+
+    stage_names: list[str]
+    starts: list[int]
+    params: list[str]
+    status: np.ndarray
+    labels: list[list[str]]
+    numbers: list[int]
+    values: list[float]
+    best: list[float]
+    stage_of: list[int]
+
+
+def _fmt_dist(d: Any) -> str:
+    if hasattr(d, "low"):
+        return f"[{d.low:.3g}, {d.high:.3g}]"
+    return str(getattr(d, "choices", d))
+
+
+def staged_timeline(source: Any) -> Timeline:
+    """Timeline data of a :class:`~optuna_hpi.StagedStudy` or a study run by one.
+
+    Plans of stages >= 1 come from the study's user attributes (what every worker used). The
+    first stage has no stored plan; a parameter is shown held there when all its complete
+    trials of that stage share one value.
+    """
+    import json
+
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    from optuna_hpi.staged._plan import StagePlan
+    from optuna_hpi.staged._sampler import CONFIG_KEY
+    from optuna_hpi.staged._sampler import PLAN_KEY
+
+    study = getattr(source, "study", source)
+    if study._is_multi_objective():
+        raise ValueError("The staged timeline draws one objective; the study has several.")
+    attrs = study.user_attrs
+    if CONFIG_KEY not in attrs:
+        raise ValueError(
+            f"Study {study.study_name!r} was not run by a StagedStudy (no "
+            f"{CONFIG_KEY!r} user attribute)."
+        )
+    config = json.loads(attrs[CONFIG_KEY])
+    stage_names = [s.get("name") or f"stage {k}" for k, s in enumerate(config["stages"])]
+    starts = [0]
+    for s in config["stages"][:-1]:
+        starts.append(starts[-1] + int(s["n_trials"]))
+    plans: dict[int, StagePlan] = {}
+    for k in range(1, len(starts)):
+        if PLAN_KEY + str(k) in attrs:
+            plans[k] = StagePlan.from_json(attrs[PLAN_KEY + str(k)])
+
+    def stage_of(number: int) -> int:
+        return max(k for k, s in enumerate(starts) if number >= s)
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    names = sorted({p for t in trials for p in t.params})
+    status = np.zeros((len(names), len(starts)), dtype=int)
+    labels = [["" for _ in starts] for _ in names]
+    for i, name in enumerate(names):
+        for k in range(len(starts)):
+            plan = plans.get(k)
+            if plan is not None:
+                if name in plan.frozen:
+                    status[i, k] = FROZEN
+                    labels[i][k] = f"{plan.frozen[name]!r:.10}"
+                elif name in plan.narrowed:
+                    status[i, k] = NARROWED
+                    labels[i][k] = _fmt_dist(plan.narrowed[name])
+                continue
+            stage_values = [
+                repr(t.params[name])
+                for t in trials
+                if stage_of(t.number) == k and name in t.params
+            ]
+            if len(stage_values) > 1 and len(set(stage_values)) == 1:
+                status[i, k] = FROZEN
+                labels[i][k] = stage_values[0][:10]
+    maximize = study.direction == StudyDirection.MAXIMIZE
+    numbers, values, best, stages = [], [], [], []
+    current = math.nan
+    for t in sorted(trials, key=lambda t: t.number):
+        v = float(t.value)
+        if math.isnan(current) or (v > current if maximize else v < current):
+            current = v
+        numbers.append(t.number)
+        values.append(v)
+        best.append(current)
+        stages.append(stage_of(t.number))
+    return Timeline(stage_names, starts, names, status, labels, numbers, values, best, stages)

@@ -11,11 +11,14 @@ from optuna_hpi.analysis._marginal import MarginalEffects
 from optuna_hpi.analysis._report import ImportanceReport
 from optuna_hpi.importance._result import ImportanceResult
 from optuna_hpi.importance._sobol import SobolResult
+from optuna_hpi.visualization._common import ablation_points
 from optuna_hpi.visualization._common import effects
 from optuna_hpi.visualization._common import grid_shape
 from optuna_hpi.visualization._common import importance_bars
 from optuna_hpi.visualization._common import interaction_matrix
 from optuna_hpi.visualization._common import require
+from optuna_hpi.visualization._common import staged_timeline
+from optuna_hpi.visualization._common import STATUS_NAMES
 
 
 if TYPE_CHECKING:
@@ -254,4 +257,163 @@ def plot_marginal_effects(
         title=f"Marginal effects (surrogate partial dependence, {level}% bootstrap band)",
         height=300 * rows,
     )
+    return fig
+
+
+def plot_ablation_path(
+    source: Any,
+    *,
+    params: list[str] | None = None,
+    target: Callable[[FrozenTrial], float] | None = None,
+    default_params: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> go.Figure:
+    """The ablation path: predicted objective after each greedy step from source to best.
+
+    Args:
+        source: A study (analysed with ``AblationImportanceEvaluator``), an ``AblationResult``
+            or an :class:`ImportanceReport` with ``"ablation"``.
+        params: Parameters to assess when ``source`` is a study.
+        target: Response to explain when ``source`` is a study.
+        default_params: Source configuration when ``source`` is a study (default: the
+            evaluator's rule, the centre of the space).
+        seed: Seed when ``source`` is a study.
+
+    Returns:
+        A figure with a ``Scatter`` trace ``"predicted"`` (``x``: ``"source (...)"`` then the
+        parameter moved at each step, ``y``: surrogate prediction in the study's orientation)
+        and a ``Bar`` trace ``"share"`` of each step's share of the total improvement.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi.visualization import plot_ablation_path
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", -1, 1) ** 2 + abs(t.suggest_int("n", 0, 9) - 3),
+                n_trials=50,
+            )
+            plot_ablation_path(study, default_params={"x": 1.0, "n": 9}).write_html("path.html")
+    """
+    go_ = require("plotly.graph_objects")
+    subplots = require("plotly.subplots")
+    points, r2 = ablation_points(source, params, target, default_params, seed)
+    labels = [p.label for p in points]
+    fig = subplots.make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(
+        go_.Bar(
+            x=labels[1:],
+            y=[p.share for p in points[1:]],
+            name="share",
+            opacity=0.4,
+        ),
+        secondary_y=True,
+    )
+    fig.add_trace(
+        go_.Scatter(
+            x=labels,
+            y=[p.value for p in points],
+            mode="lines+markers",
+            name="predicted",
+        ),
+        secondary_y=False,
+    )
+    r2_text = "" if r2 != r2 else f", CV R^2 {r2:.2f}"
+    fig.update_layout(title=f"Ablation path (surrogate predictions{r2_text})", xaxis_title="step")
+    fig.update_yaxes(title_text="predicted objective", secondary_y=False)
+    fig.update_yaxes(title_text="share of the improvement", secondary_y=True)
+    return fig
+
+
+def plot_staged_timeline(source: Any) -> go.Figure:
+    """Which parameters each stage froze or narrowed, and the objective over trials.
+
+    Args:
+        source: A :class:`~optuna_hpi.StagedStudy` or a study run by one (plans are read from
+            the study's user attributes, so a study loaded from storage works).
+
+    Returns:
+        A two-row figure: top, the trials' values (``Scatter`` per stage, named by the stage)
+        and the best value so far (``"best so far"``); bottom, a ``Heatmap`` whose ``z`` is the
+        status of each parameter (rows) per stage (columns): 0 free, 1 narrowed, 2 frozen.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import StagedStudy
+            from optuna_hpi.visualization import plot_staged_timeline
+
+
+            def objective(trial):
+                lr = trial.suggest_float("learning_rate", 1e-4, 1.0, log=True)
+                alpha = trial.suggest_float("alpha", 1e-6, 1.0, log=True)
+                return (lr - 0.01) ** 2 + 0.01 * alpha
+
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            staged = StagedStudy.three_stage(study, n_trials=(10, 10, 10))
+            staged.optimize(objective)
+            plot_staged_timeline(staged).write_html("timeline.html")
+    """
+    go_ = require("plotly.graph_objects")
+    subplots = require("plotly.subplots")
+    tl = staged_timeline(source)
+    fig = subplots.make_subplots(
+        rows=2,
+        cols=1,
+        row_heights=[0.6, 0.4],
+        vertical_spacing=0.12,
+        subplot_titles=("objective over trials", "parameter status per stage"),
+    )
+    for k, name in enumerate(tl.stage_names):
+        xs = [n for n, s in zip(tl.numbers, tl.stage_of) if s == k]
+        ys = [v for v, s in zip(tl.values, tl.stage_of) if s == k]
+        fig.add_trace(
+            go_.Scatter(x=xs, y=ys, mode="markers", name=name, marker={"size": 5}), row=1, col=1
+        )
+    fig.add_trace(
+        go_.Scatter(
+            x=tl.numbers, y=tl.best, mode="lines", name="best so far", line={"shape": "hv"}
+        ),
+        row=1,
+        col=1,
+    )
+    for start in tl.starts[1:]:
+        fig.add_vline(x=start - 0.5, line_dash="dash", line_color="grey", row=1, col=1)
+    fig.add_trace(
+        go_.Heatmap(
+            z=tl.status,
+            x=tl.stage_names,
+            y=tl.params,
+            text=tl.labels,
+            texttemplate="%{text}",
+            zmin=0,
+            zmax=2,
+            colorscale=[
+                [0.0, "rgb(198,219,239)"],
+                [0.33, "rgb(198,219,239)"],
+                [0.34, "rgb(253,208,162)"],
+                [0.66, "rgb(253,208,162)"],
+                [0.67, "rgb(189,189,189)"],
+                [1.0, "rgb(189,189,189)"],
+            ],
+            colorbar={
+                "tickvals": [0, 1, 2],
+                "ticktext": list(STATUS_NAMES),
+                "len": 0.4,
+                "y": 0.2,
+            },
+            showscale=True,
+            name="status",
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_xaxes(title_text="trial number", row=1, col=1)
+    fig.update_layout(title="Staged study timeline", height=650)
     return fig

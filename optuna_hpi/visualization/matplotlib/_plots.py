@@ -13,11 +13,14 @@ from optuna_hpi.analysis._marginal import MarginalEffects
 from optuna_hpi.analysis._report import ImportanceReport
 from optuna_hpi.importance._result import ImportanceResult
 from optuna_hpi.importance._sobol import SobolResult
+from optuna_hpi.visualization._common import ablation_points
 from optuna_hpi.visualization._common import effects
 from optuna_hpi.visualization._common import grid_shape
 from optuna_hpi.visualization._common import importance_bars
 from optuna_hpi.visualization._common import interaction_matrix
 from optuna_hpi.visualization._common import require
+from optuna_hpi.visualization._common import staged_timeline
+from optuna_hpi.visualization._common import STATUS_NAMES
 
 
 if TYPE_CHECKING:
@@ -182,3 +185,111 @@ def plot_marginal_effects(
     fig.suptitle(f"Marginal effects (surrogate partial dependence, {level}% bootstrap band)")
     fig.tight_layout()
     return axes[: len(names)]
+
+
+def plot_ablation_path(
+    source: Any,
+    *,
+    params: list[str] | None = None,
+    target: Callable[[FrozenTrial], float] | None = None,
+    default_params: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> Axes:
+    """Matplotlib version of :func:`optuna_hpi.visualization.plot_ablation_path`.
+
+    Returns:
+        The ``Axes``; ``ax.lines[0]`` is the predicted objective along the path (source first).
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi.visualization.matplotlib import plot_ablation_path
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", -1, 1) ** 2 + abs(t.suggest_int("n", 0, 9) - 3),
+                n_trials=50,
+            )
+            ax = plot_ablation_path(study, default_params={"x": 1.0, "n": 9})
+            ax.figure.savefig("path.png")
+    """
+    plt = require("matplotlib.pyplot")
+    points, r2 = ablation_points(source, params, target, default_params, seed)
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(points)), 4))
+    x = np.arange(len(points))
+    ax.plot(x, [p.value for p in points], marker="o", color="C0", label="predicted")
+    ax.set_xticks(x, [p.label for p in points], rotation=30, ha="right")
+    ax.set_ylabel("predicted objective")
+    twin = ax.twinx()
+    twin.bar(x[1:], [p.share for p in points[1:]], color="C1", alpha=0.35, label="share")
+    twin.set_ylabel("share of the improvement")
+    # Keep the path line above the share bars of the twin axes.
+    ax.set_zorder(twin.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    r2_text = "" if r2 != r2 else f", CV R^2 {r2:.2f}"
+    ax.set_title(f"Ablation path (surrogate predictions{r2_text})")
+    fig.tight_layout()
+    return ax
+
+
+def plot_staged_timeline(source: Any) -> np.ndarray:
+    """Matplotlib version of :func:`optuna_hpi.visualization.plot_staged_timeline`.
+
+    Returns:
+        Two ``Axes``: the objective over trials (``lines[0]`` is the best so far) and the status
+        grid (``images[0].get_array()``: 0 free, 1 narrowed, 2 frozen; params x stages).
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import StagedStudy
+            from optuna_hpi.visualization.matplotlib import plot_staged_timeline
+
+
+            def objective(trial):
+                lr = trial.suggest_float("learning_rate", 1e-4, 1.0, log=True)
+                alpha = trial.suggest_float("alpha", 1e-6, 1.0, log=True)
+                return (lr - 0.01) ** 2 + 0.01 * alpha
+
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            staged = StagedStudy.three_stage(study, n_trials=(10, 10, 10))
+            staged.optimize(objective)
+            axes = plot_staged_timeline(staged)
+            axes[0].figure.savefig("timeline.png")
+    """
+    plt = require("matplotlib.pyplot")
+    colors = require("matplotlib.colors")
+    tl = staged_timeline(source)
+    fig, (top, bottom) = plt.subplots(
+        2,
+        1,
+        figsize=(8, 3.5 + 0.35 * len(tl.params)),
+        gridspec_kw={"height_ratios": [3, max(1, len(tl.params)) * 0.5]},
+    )
+    top.step(tl.numbers, tl.best, where="post", color="black", label="best so far")
+    for k, name in enumerate(tl.stage_names):
+        xs = [n for n, s in zip(tl.numbers, tl.stage_of) if s == k]
+        ys = [v for v, s in zip(tl.values, tl.stage_of) if s == k]
+        top.scatter(xs, ys, s=10, label=name)
+    for start in tl.starts[1:]:
+        top.axvline(start - 0.5, color="grey", linestyle="--", linewidth=1)
+    top.set_xlabel("trial number")
+    top.set_ylabel("objective value")
+    top.legend(fontsize=8)
+    cmap = colors.ListedColormap(["#c6dbef", "#fdd0a2", "#bdbdbd"])
+    bottom.imshow(tl.status, cmap=cmap, vmin=-0.5, vmax=2.5, aspect="auto")
+    bottom.set_xticks(range(len(tl.stage_names)), tl.stage_names)
+    bottom.set_yticks(range(len(tl.params)), tl.params)
+    for i in range(len(tl.params)):
+        for k in range(len(tl.stage_names)):
+            text = tl.labels[i][k] or STATUS_NAMES[int(tl.status[i, k])]
+            bottom.text(k, i, text, ha="center", va="center", fontsize=7)
+    bottom.set_title("parameter status per stage (blue free, orange narrowed, grey frozen)")
+    top.set_title("Staged study timeline")
+    fig.tight_layout()
+    return np.array([top, bottom])

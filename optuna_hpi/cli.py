@@ -1,0 +1,329 @@
+"""The ``optuna-hpi`` command: importances, the side-by-side report and plots of a stored study.
+
+Every error a user can cause (bad storage URL, unknown study, empty study, multi-objective study
+without ``--target-index``, unavailable evaluator) ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from collections.abc import Sequence
+import json
+import os
+import sys
+from typing import Any
+from typing import NoReturn
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from optuna_hpi.analysis._registry import EVALUATOR_NAMES
+from optuna_hpi.analysis._report import importance_report
+from optuna_hpi.analysis._report import ImportanceReport
+
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+#: Plots ``optuna-hpi plot`` can draw.
+PLOT_KINDS = ("importances", "interactions", "marginal")
+
+_PLOTLY_SUFFIXES = (".html", ".htm")
+_MATPLOTLIB_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    if args.quiet:
+        return None
+    return lambda message: print(f"optuna-hpi: {message}", file=sys.stderr, flush=True)
+
+
+def _storage(url: str) -> BaseStorage:
+    if "://" not in url:
+        if os.path.isfile(url):
+            # A plain file path: a JournalStorage log (what `optuna.storages.journal` writes).
+            from optuna.storages.journal import JournalFileBackend
+            from optuna.storages.journal import JournalStorage
+
+            try:
+                return JournalStorage(JournalFileBackend(url))
+            except Exception as err:
+                _fail(f"cannot read journal file {url!r}: {_one_line(err)}")
+        _fail(
+            f"invalid --storage {url!r}: expected a database URL such as "
+            "sqlite:///study.db or the path of an existing journal file"
+        )
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        # SQLAlchemy would silently create an empty database for a mistyped path.
+        if path and path != ":memory:" and not os.path.isfile(path):
+            _fail(f"no SQLite database at {path!r} (from --storage {url!r})")
+    try:
+        return optuna.storages.get_storage(url)
+    except Exception as err:
+        _fail(f"cannot open storage {url!r}: {_one_line(err)}")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def load_study(url: str, name: str | None) -> Study:
+    """Open a study for the CLI; :class:`CliError` with a one-line reason on failure."""
+    storage = _storage(url)
+    try:
+        names = [s.study_name for s in storage.get_all_studies()]
+    except Exception as err:
+        _fail(f"cannot read studies from {url!r}: {_one_line(err)}")
+    if name is None:
+        if len(names) != 1:
+            listed = ", ".join(names) if names else "none"
+            _fail(f"--study-name is required: the storage has {len(names)} studies ({listed})")
+        name = names[0]
+    if name not in names:
+        listed = ", ".join(names) if names else "none"
+        _fail(f"no study named {name!r} in {url!r} (studies: {listed})")
+    study = optuna.load_study(study_name=name, storage=storage)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        _fail(f"study {name!r} has no completed trials; nothing to analyse")
+    return study
+
+
+def target_of(
+    study: Study, index: int | None, oriented: bool = True
+) -> Callable[[FrozenTrial], float] | None:
+    """The response for ``--target-index`` (``None``: the study's single objective).
+
+    With ``oriented`` a maximized objective is negated, so that the target is lower-is-better
+    like the objectives of a minimized study (what PED-ANOVA and ablation assume).
+    """
+    n = len(study.directions)
+    if index is None:
+        if n > 1:
+            _fail(
+                f"study {study.study_name!r} has {n} objectives; pass --target-index 0..{n - 1} "
+                "to choose the one to explain"
+            )
+        return None
+    if not 0 <= index < n:
+        _fail(f"--target-index {index} is out of range: the study has {n} objective(s)")
+    if n == 1:
+        return None
+    sign = -1.0 if oriented and study.directions[index] == StudyDirection.MAXIMIZE else 1.0
+    return lambda t: sign * t.values[index]
+
+
+def _report(args: argparse.Namespace, evaluators: Sequence[str]) -> ImportanceReport:
+    study = load_study(args.storage, args.study_name)
+    target = target_of(study, args.target_index)
+    return importance_report(
+        study,
+        evaluators,
+        args.params,
+        target=target,
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        progress=_progress(args),
+    )
+
+
+def _cmd_importance(args: argparse.Namespace) -> str:
+    report = _report(args, (args.evaluator,))
+    column = report.columns[0]
+    order = sorted(column.importances, key=lambda p: -column.importances[p])
+    if args.format == "json":
+        payload: dict[str, Any] = {
+            "evaluator": column.name,
+            "n_trials": report.n_trials,
+            "response": report.response,
+            "importances": {p: column.importances[p] for p in order},
+            "intervals": {p: list(column.intervals[p]) for p in order if p in column.intervals},
+        }
+        return json.dumps(payload, indent=2)
+    if args.format == "csv":
+        lines = ["param,importance,low,high"]
+        for p in order:
+            lo, hi = column.intervals.get(p, (None, None))
+            cells = [p, repr(column.importances[p])] + [
+                "" if v is None else repr(v) for v in (lo, hi)
+            ]
+            lines.append(",".join(cells))
+        return "\n".join(lines)
+    width = max([len(p) for p in order] + [5])
+    lines = [f"{column.name} importances ({report.n_trials} trials, normalized)"]
+    for p in order:
+        cell = f"{column.importances[p]:.4f}"
+        if p in column.intervals:
+            lo, hi = column.intervals[p]
+            cell += f"  [{lo:.4f}, {hi:.4f}]"
+        lines.append(f"{p.ljust(width)}  {cell}")
+    return "\n".join(lines)
+
+
+def _cmd_report(args: argparse.Namespace) -> str:
+    report = _report(args, args.evaluators)
+    if args.format == "json":
+        return report.to_json()
+    if args.format == "csv":
+        return report.to_csv().rstrip("\n")
+    return report.to_text()
+
+
+def _cmd_plot(args: argparse.Namespace) -> str:
+    output: str = args.output
+    suffix = os.path.splitext(output)[1].lower()
+    if suffix not in _PLOTLY_SUFFIXES + _MATPLOTLIB_SUFFIXES:
+        _fail(
+            f"--output {output!r}: use .html (plotly) or one of "
+            f"{', '.join(_MATPLOTLIB_SUFFIXES)} (matplotlib)"
+        )
+    study = load_study(args.storage, args.study_name)
+    progress = _progress(args)
+    if suffix in _PLOTLY_SUFFIXES:
+        from optuna_hpi import visualization as backend
+    else:
+        from optuna_hpi.visualization import matplotlib as backend  # type: ignore[no-redef]
+    kind = args.kind
+    if progress is not None:
+        progress(f"computing the {kind} plot of {study.study_name!r}")
+    figure: Any
+    if kind == "importances":
+        report = importance_report(
+            study,
+            args.evaluators,
+            args.params,
+            target=target_of(study, args.target_index),
+            n_bootstrap=args.n_bootstrap,
+            seed=args.seed,
+            progress=progress,
+        )
+        figure = backend.plot_importances(report)
+    elif kind == "interactions":
+        figure = backend.plot_interactions(
+            study, params=args.params, target=target_of(study, args.target_index), seed=args.seed
+        )
+    else:
+        figure = backend.plot_marginal_effects(
+            study,
+            params=args.params,
+            # Curves are drawn in the objective's own units and direction.
+            target=target_of(study, args.target_index, oriented=False),
+            n_bootstrap=min(args.n_bootstrap, 10),
+            seed=args.seed,
+        )
+    if suffix in _PLOTLY_SUFFIXES:
+        figure.write_html(output)
+    else:
+        fig = (figure.flat[0] if hasattr(figure, "flat") else figure).figure
+        fig.savefig(output, dpi=120)
+    return f"wrote {output}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optuna-hpi",
+        description="Hyperparameter importance of an Optuna study in any storage.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, n_bootstrap: int) -> None:
+        p.add_argument(
+            "--storage",
+            required=True,
+            help="storage URL (e.g. sqlite:///study.db) or the path of a journal file",
+        )
+        p.add_argument(
+            "--study-name", default=None, help="study to read (optional if it is the only one)"
+        )
+        p.add_argument(
+            "--target-index",
+            type=int,
+            default=None,
+            help="objective to explain in a multi-objective study (0-based)",
+        )
+        p.add_argument("--params", nargs="+", default=None, help="parameters to assess")
+        p.add_argument(
+            "--n-bootstrap",
+            type=int,
+            default=n_bootstrap,
+            help=f"bootstrap resamples for intervals (default {n_bootstrap}; 0: none)",
+        )
+        p.add_argument("--seed", type=int, default=0, help="seed of the evaluators")
+        p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+
+    def evaluator_list(text: str) -> list[str]:
+        names = [s.strip() for s in text.split(",") if s.strip()]
+        unknown = [n for n in names if n not in EVALUATOR_NAMES]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown evaluator(s) {unknown or text!r}; "
+                f"choose from {','.join(EVALUATOR_NAMES)}"
+            )
+        return names
+
+    p_imp = sub.add_parser("importance", help="one evaluator's normalized importances")
+    common(p_imp, 0)
+    p_imp.add_argument("--evaluator", choices=EVALUATOR_NAMES, default="sobol")
+    p_imp.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p_imp.set_defaults(run=_cmd_importance)
+
+    p_rep = sub.add_parser("report", help="several evaluators side by side, with agreement")
+    common(p_rep, 20)
+    p_rep.add_argument(
+        "--evaluators",
+        type=evaluator_list,
+        default=list(EVALUATOR_NAMES),
+        help=f"comma-separated (default: {','.join(EVALUATOR_NAMES)})",
+    )
+    p_rep.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p_rep.set_defaults(run=_cmd_report)
+
+    p_plot = sub.add_parser("plot", help="write a plot to a file (.html plotly, .png matplotlib)")
+    p_plot.add_argument("kind", choices=PLOT_KINDS, help="which plot")
+    common(p_plot, 10)
+    p_plot.add_argument("--output", required=True, help="file to write (.html, .png, .pdf, .svg)")
+    p_plot.add_argument(
+        "--evaluators",
+        type=evaluator_list,
+        default=["sobol"],
+        help="comma-separated evaluators of the importances plot (default: sobol)",
+    )
+    p_plot.set_defaults(run=_cmd_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``optuna-hpi`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        output = args.run(args)
+    except CliError as err:
+        print(f"optuna-hpi: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, KeyError, ImportError) as err:
+        # Argument errors of the analysis layer carry a message meant for the user.
+        print(f"optuna-hpi: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
