@@ -13,9 +13,9 @@ import itertools
 import json
 import math
 import time
-import warnings
 from typing import Any
 from typing import TYPE_CHECKING
+import warnings
 
 import numpy as np
 from optuna.importance import BaseImportanceEvaluator
