@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from decimal import Decimal
 import json
 import math
 from typing import Any
@@ -241,23 +242,24 @@ def compute_plan(
     lo, hi = schedule.starts[k - 1], schedule.starts[k]
     prev_trials = [t for t in used if lo <= t.number < hi]
     prev_complete = [t for t in prev_trials if t.state == TrialState.COMPLETE]
-    if not prev_complete:
+    if not prev_complete and not any(t.state == TrialState.PRUNED for t in prev_trials):
         states = sorted({t.state.name for t in prev_trials})
         raise ValueError(
             f"Stage {k - 1} ('{schedule.stages[k - 1].name}') has no COMPLETE trial among "
             f"trials {lo}..{min(hi, cutoff) - 1} (states: {states or 'none'}), so stage {k} "
-            "cannot be planned. Fix the objective (every trial failed or was pruned) and "
-            "continue in a new study."
+            "cannot be planned. Fix the objective (every trial failed) and continue in "
+            "a new study."
         )
 
     # Importances of the previous stage on its own trials over its own free parameters: a
     # held/frozen parameter is constant there and would otherwise get spurious importance.
     prev_plan = previous[k - 1]
     seen = {name for t in prev_complete for name in t.distributions}
-    prev_free = [p for p in sorted(seen) if free_in(prev_complete[0], p)]
+    prev_free = [p for p in sorted(seen) if free_in(prev_complete[0], p)] if seen else []
     values: dict[str, float] = {}
     intervals: dict[str, tuple[float, float]] = {}
     method = ""
+    # A stage whose trials were all pruned teaches nothing: its plan only holds and carries.
     if prev_free and len(prev_complete) >= 2:
         values, intervals, method = _importances(evaluator, prev_complete, directions, prev_free)
 
@@ -414,10 +416,10 @@ def _narrow(
     hi = min(float(top.max()) + pad, user_hi)
     if spec.grid is not None:
         grid = spec.grid[(spec.grid >= user_lo - 1e-9) & (spec.grid <= user_hi + 1e-9)]
-        below = grid[grid <= lo + 1e-9]
-        above = grid[grid >= hi - 1e-9]
-        lo = float(below.max()) if below.size else float(grid.min())
-        hi = float(above.min()) if above.size else float(grid.max())
+        # Nearest grid values: the best trials (on the grid, inside [lo, hi]) stay inside, and a
+        # parameter whose best trials share one value ends up with a one-value range (frozen).
+        lo = float(grid[np.argmin(np.abs(grid - lo))])
+        hi = float(grid[np.argmin(np.abs(grid - hi))])
     low_ext = math.exp(lo) if dist.log else lo
     high_ext = math.exp(hi) if dist.log else hi
     if isinstance(dist, IntDistribution):
@@ -434,8 +436,10 @@ def _narrow(
         if dist.step is not None:
             k_lo = math.floor((low_f - dist.low) / dist.step + 1e-9)
             k_hi = math.ceil((high_f - dist.low) / dist.step - 1e-9)
-            low_f = dist.low + k_lo * dist.step
-            high_f = min(dist.low + k_hi * dist.step, dist.high)
+            # Decimal arithmetic keeps the bounds exactly on the user's grid (0.7, not 0.70..01).
+            base, step = Decimal(str(dist.low)), Decimal(str(dist.step))
+            low_f = float(base + k_lo * step)
+            high_f = min(float(base + k_hi * step), dist.high)
         narrowed = FloatDistribution(low_f, high_f, log=dist.log, step=dist.step)
     if narrowed == dist:
         return None
