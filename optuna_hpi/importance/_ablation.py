@@ -245,12 +245,12 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             self._local.skip_r2 = False
 
     def analyze_encoded(
-        self, data: EncodedTrials, n_bootstrap: int | None = None
+        self, data: EncodedTrials, n_bootstrap: int | None = None, *, diagnostics: bool = True
     ) -> AblationResult:
         previous = getattr(self._local, "plan", None)
         self._local.plan = self._plan(data) if data.specs and data.n_trials >= 1 else None
         try:
-            return super().analyze_encoded(data, n_bootstrap)
+            return super().analyze_encoded(data, n_bootstrap, diagnostics=diagnostics)
         finally:
             self._local.plan = previous
 
@@ -392,7 +392,9 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
                 path.append(
                     AblationStep(
                         params=tuple(data.specs[j].name for j in unit),
-                        before={data.specs[j].name: _decode(data, j, plan.source) for j in unit},
+                        before={
+                            data.specs[j].name: self._source_value(data, j, plan) for j in unit
+                        },
                         after={
                             data.specs[j].name: _decode(data, j, data.X[plan.target_row])
                             for j in unit
@@ -415,7 +417,7 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             response=data.response,
             path=tuple(path),
             shares=shares,
-            source={s.name: _decode(data, j, plan.source) for j, s in enumerate(data.specs)},
+            source={s.name: self._source_value(data, j, plan) for j, s in enumerate(data.specs)},
             source_kind=plan.source_kind,
             source_trial=plan.source_trial,
             target={
@@ -426,6 +428,18 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             predicted_target=sign * plan.predicted_target,
             surrogate_r2=r2,
         )
+
+    def _source_value(self, data: EncodedTrials, j: int, plan: _Plan) -> Any:
+        # Report the user's own default (not a log/exp round trip of it) where it was used.
+        name = data.specs[j].name
+        if (
+            plan.source_kind == "default_params"
+            and self._default_params is not None
+            and name in self._default_params
+            and not np.isnan(plan.source[j])
+        ):
+            return self._default_params[name]
+        return _decode(data, j, plan.source)
 
 
 # -- pure helpers (module level so that tests can check them directly) --------------------------
