@@ -481,11 +481,12 @@ class StagedSampler(BaseSampler):
             if age < self._stale_after:
                 continue
             try:
+                # The mark goes first: a finished trial accepts no attribute.
+                study._storage.set_trial_user_attr(t._trial_id, "optuna_hpi:stale", True)
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             except RuntimeError:
                 # Finished in the meantime (UpdateFinishedTrialError is a RuntimeError).
                 continue
-            study._storage.set_trial_user_attr(t._trial_id, "optuna_hpi:stale", True)
             _logger.warning(
                 f"Trial {t.number} has been RUNNING for {age:.0f} s (> stale_after="
                 f"{self._stale_after}); marked FAIL so that stage plans can proceed."
