@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 #: Plots ``optuna-hpi plot`` can draw.
-PLOT_KINDS = ("importances", "interactions", "marginal")
+PLOT_KINDS = ("importances", "interactions", "marginal", "ablation", "timeline")
 
 _PLOTLY_SUFFIXES = (".html", ".htm")
 _MATPLOTLIB_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
@@ -217,6 +217,12 @@ def _cmd_plot(args: argparse.Namespace) -> str:
         figure = backend.plot_interactions(
             study, params=args.params, target=target_of(study, args.target_index), seed=args.seed
         )
+    elif kind == "ablation":
+        figure = backend.plot_ablation_path(
+            study, params=args.params, target=target_of(study, args.target_index), seed=args.seed
+        )
+    elif kind == "timeline":
+        figure = backend.plot_staged_timeline(study)
     else:
         figure = backend.plot_marginal_effects(
             study,

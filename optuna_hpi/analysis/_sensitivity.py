@@ -122,8 +122,9 @@ def perturbations(
 ) -> list[tuple[str, Any]]:
     """The changed values tried for one parameter (label, external value), clipped to its range.
 
-    * Log-scaled or strictly positive numeric parameters are multiplied by each factor; other
-      numeric ones move by ``(factor - 1)`` times the width of their range.
+    * Log-scaled numeric parameters, and positive values of parameters whose range is
+      non-negative, are multiplied by each factor; other values move by ``(factor - 1)`` times
+      the width of the range (e.g. 0 in [-1, 1] becomes -0.4 and 0.4).
     * Int and step parameters are snapped to their grid; a move that snaps back to the current
       value takes the neighbouring grid value in that direction instead.
     * Categoricals try every other choice.
@@ -140,8 +141,13 @@ def perturbations(
         return out
     d = spec.distribution
     lo_ext, hi_ext = d.low, d.high  # type: ignore[attr-defined]
-    multiplicative = spec.log or lo_ext > 0
     current = spec.encode(value)
+
+    def same(a: Any, b: Any) -> bool:
+        return abs(spec.encode(a) - spec.encode(b)) <= 1e-12 * spec.span
+
+    # Scaling 0 or a negative value does not move it in a useful direction: use the range.
+    multiplicative = spec.log or (lo_ext >= 0 and value > 0)
     for f in factors:
         if f <= 0 or f == 1.0:
             raise ValueError(f"`factors` must be positive and != 1, got {f!r}.")
@@ -151,15 +157,17 @@ def perturbations(
         else:
             moved = float(np.clip(value + (f - 1.0) * (hi_ext - lo_ext), lo_ext, hi_ext))
             label = f"{(f - 1.0) * 100:+.0f}% range"
-        new = spec.decode(spec.encode(moved))
-        if spec.grid is not None and new == value:
+        # Continuous values are used as computed: a log round trip would turn 1e-3 into
+        # 1.0000000000000002e-3, which compares unequal to the bound it was clipped to.
+        new = moved if spec.grid is None else spec.decode(spec.encode(moved))
+        if spec.grid is not None and same(new, value):
             grid = spec.grid
             k = int(np.argmin(np.abs(grid - current)))
             k += 1 if f > 1.0 else -1
             if 0 <= k < len(grid):
                 new = spec.decode(float(grid[k]))
                 label = f"grid {'+1' if f > 1.0 else '-1'}"
-        if new != value and all(new != v for _, v in out):
+        if not same(new, value) and not any(same(new, v) for _, v in out):
             out.append((label, new))
     return out
 
