@@ -4,6 +4,12 @@ from optuna_hpi._encoding import encode_study
 from optuna_hpi._encoding import EncodedTrials
 from optuna_hpi._encoding import ParamSpec
 from optuna_hpi._surrogate import SurrogateConfig
+from optuna_hpi.analysis import importance_report
+from optuna_hpi.analysis import ImportanceReport
+from optuna_hpi.analysis import marginal_effects
+from optuna_hpi.analysis import MarginalEffects
+from optuna_hpi.analysis import sensitivity_analysis
+from optuna_hpi.analysis import SensitivityResult
 from optuna_hpi.importance import AblationImportanceEvaluator
 from optuna_hpi.importance import AblationResult
 from optuna_hpi.importance import AblationStep
@@ -27,10 +33,13 @@ __all__ = [
     "AblationResult",
     "AblationStep",
     "EncodedTrials",
+    "ImportanceReport",
     "ImportanceResult",
+    "MarginalEffects",
     "NRReliefFImportanceEvaluator",
     "NRReliefFResult",
     "ParamSpec",
+    "SensitivityResult",
     "SobolImportanceEvaluator",
     "SobolResult",
     "StabilityResult",
@@ -40,5 +49,8 @@ __all__ = [
     "StagedStudy",
     "SurrogateConfig",
     "encode_study",
+    "importance_report",
     "importance_stability",
+    "marginal_effects",
+    "sensitivity_analysis",
 ]
