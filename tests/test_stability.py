@@ -69,20 +69,41 @@ def _study(f: Callable[[np.ndarray], float], n: int, seed: int = 0, **kw: Any) -
 
 
 def test_structured_function_is_stable_and_noise_is_not() -> None:
-    structured = _study(lambda u: float(4 * u[0] ** 2 + u[1]), 200)
-    rng = np.random.default_rng(1)
-    noise = _study(lambda u: float(rng.normal()), 200)
     evaluator = NRReliefFImportanceEvaluator(seed=0)
-    good = importance_stability(structured, evaluator, n_subsamples=6)
-    bad = importance_stability(noise, evaluator, n_subsamples=6)
-    assert isinstance(good, StabilityResult)
-    assert good.icc > 0.95
-    assert bad.icc < 0.5
-    assert good.icc - bad.icc > 0.5
+    structured, noise = [], []
+    for seed in range(3):
+        rng = np.random.default_rng(100 + seed)
+        f = lambda u, rng=rng: float(4 * u[0] ** 2 + u[1] + 0.3 * rng.normal())  # noqa: E731
+        study = _study(f, 300, seed=seed)
+        structured.append(importance_stability(study, evaluator, n_subsamples=5, disjoint=True))
+        study = _study(lambda u, rng=rng: float(rng.normal()), 300, seed=seed)
+        noise.append(importance_stability(study, evaluator, n_subsamples=5, disjoint=True))
+    assert all(isinstance(r, StabilityResult) and r.disjoint for r in structured)
+    assert min(r.icc for r in structured) > 0.9
+    assert max(r.icc for r in noise) < 0.6
+    assert np.mean([r.icc for r in noise]) < 0.3
+    # Overlapping subsamples (the paper's protocol) on the structured study.
+    overlapping = importance_stability(
+        _study(lambda u: float(4 * u[0] ** 2 + u[1]), 200), evaluator
+    )
+    assert overlapping.icc > 0.95 and not overlapping.disjoint
     # Optuna's own evaluators plug in too.
-    ped = importance_stability(structured, PedAnovaImportanceEvaluator(), n_subsamples=4)
+    structured_study = _study(lambda u: float(4 * u[0] ** 2 + u[1]), 200)
+    ped = importance_stability(structured_study, PedAnovaImportanceEvaluator(), n_subsamples=4)
     assert ped.icc > 0.8
     assert ped.mean["z"] < min(ped.mean["x"], ped.mean["y"])
+
+
+def test_disjoint_parts_partition_the_trials() -> None:
+    study = _study(lambda u: float(u[0]), 23)
+    recorder = _Recorder()
+    result = importance_stability(study, recorder, n_subsamples=4, disjoint=True)
+    numbers = [t.params["x"] for sub in recorder.studies for t in sub.get_trials()]
+    assert sorted(numbers) == sorted(t.params["x"] for t in study.trials)
+    assert [len(sub.get_trials()) for sub in recorder.studies] == [6, 6, 6, 5]
+    assert result.subsample_size == 5
+    with pytest.raises(ValueError, match="disjoint"):
+        importance_stability(study, recorder, n_subsamples=12, disjoint=True)
 
 
 def test_matrix_and_summaries() -> None:

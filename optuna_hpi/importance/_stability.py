@@ -42,7 +42,8 @@ class StabilityResult:
         min: Per-parameter minimum over subsamples.
         max: Per-parameter maximum over subsamples.
         n_trials: Number of usable trials of the study.
-        subsample_size: Number of trials in each subsample.
+        subsample_size: Number of trials in each subsample (the smallest part when disjoint).
+        disjoint: Whether the subsamples were disjoint parts of the trials.
 
     A high ICC shows that the evaluator is reproducible on this study, not that it is right.
     """
@@ -57,6 +58,7 @@ class StabilityResult:
     max: dict[str, float]
     n_trials: int
     subsample_size: int
+    disjoint: bool = False
 
 
 def importance_stability(
@@ -68,6 +70,7 @@ def importance_stability(
     params: list[str] | None = None,
     target: Callable[[FrozenTrial], float] | None = None,
     normalize: bool = True,
+    disjoint: bool = False,
     seed: int = 0,
 ) -> StabilityResult:
     """Run ``evaluator`` on random subsamples of the usable trials; report the ICC and spread.
@@ -77,7 +80,8 @@ def importance_stability(
     fANOVA, MDI and PED-ANOVA). Each subsample draws ``round(fraction * n)`` of the study's
     usable trials (as defined by :func:`~optuna_hpi.encode_study`: complete, finite response)
     without replacement, puts them into a fresh in-memory study with the same directions and
-    calls ``evaluator.evaluate(sub_study, params, target=target)``.
+    calls ``evaluator.evaluate(sub_study, params, target=target)``. With ``disjoint=True`` the
+    trials are split into K disjoint random parts instead.
 
     Example:
 
@@ -110,6 +114,13 @@ def importance_stability(
         normalize: Normalise each subsample's importances to sum to 1 (uniform if they sum to
             0), as ``optuna.importance.get_param_importances`` does, so that the ICC compares
             shares and not the evaluator's raw scale.
+        disjoint: Split the usable trials into ``n_subsamples`` disjoint random parts instead
+            (``fraction`` is then ignored). Overlapping subsamples share most trials, so a
+            chance pattern of the data is reproduced in every one of them: on pure-noise
+            studies of 200 trials, N-RReliefF's ICC over 6 subsamples of 80 % ranged from 0.0
+            to 1.0 across 8 seeds (median 0.38), PED-ANOVA's from 0.03 to 0.99. Disjoint parts
+            are independent samples and tell signal from noise; overlapping ones measure how
+            much the answer moves when a fifth of the trials change, as in the paper.
         seed: Seed of the subsample draws.
 
     Raises:
@@ -135,11 +146,20 @@ def importance_stability(
             f"The study has {n} usable trial(s); at least 2 are needed to subsample. "
             "Run more trials."
         )
-    size = min(n, max(2, int(round(fraction * n))))
     rng = np.random.default_rng(seed)
+    if disjoint:
+        if n < 2 * k:
+            raise ValueError(
+                f"`disjoint=True` splits the {n} usable trials into {k} parts of at least 2; "
+                "lower `n_subsamples` or run more trials."
+            )
+        parts = [np.sort(p) for p in np.array_split(rng.permutation(n), k)]
+        size = min(len(p) for p in parts)
+    else:
+        size = min(n, max(2, int(round(fraction * n))))
+        parts = [np.sort(rng.choice(n, size=size, replace=False)) for _ in range(k)]
     columns: list[dict[str, float]] = []
-    for _ in range(k):
-        rows = np.sort(rng.choice(n, size=size, replace=False))
+    for rows in parts:
         sub = _in_memory_study(study, [data.trials[i] for i in rows])
         columns.append(dict(evaluator.evaluate(sub, params, target=target)))
 
@@ -162,6 +182,7 @@ def importance_stability(
         max=_per_param(names, matrix.max(axis=1) if len(names) else np.array([])),
         n_trials=n,
         subsample_size=size,
+        disjoint=bool(disjoint),
     )
 
 
