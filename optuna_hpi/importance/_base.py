@@ -69,7 +69,8 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         *,
         target: Callable[[FrozenTrial], float] | None = None,
     ) -> dict[str, float]:
-        return self.analyze(study, params, target=target, n_bootstrap=0).importances
+        data = encode_study(study, params, target)
+        return self.analyze_encoded(data, 0, diagnostics=False).importances
 
     def analyze(
         self,
@@ -91,8 +92,14 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         data = encode_study(study, params, target)
         return self.analyze_encoded(data, n_bootstrap)
 
-    def analyze_encoded(self, data: EncodedTrials, n_bootstrap: int | None = None) -> R:
-        """:meth:`analyze` on already encoded trials (used by the report and StagedStudy)."""
+    def analyze_encoded(
+        self, data: EncodedTrials, n_bootstrap: int | None = None, *, diagnostics: bool = True
+    ) -> R:
+        """:meth:`analyze` on already encoded trials (used by the report and StagedStudy).
+
+        ``diagnostics=False`` skips extra cost that does not change the importances (e.g. the
+        surrogate's cross-validated R^2); ``evaluate()`` uses it.
+        """
         n_boot = self._n_bootstrap if n_bootstrap is None else n_bootstrap
         check_positive_int("n_bootstrap", n_boot, minimum=0)
         live = [j for j, s in enumerate(data.specs) if not s.single]
@@ -109,7 +116,12 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         intervals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if n_boot > 0 and data.n_trials >= MIN_BOOTSTRAP_TRIALS:
             intervals = self._bootstrap(sub, point, n_boot)
-        return self._result(data, live, point, intervals)
+        result = self._result(data, live, point, intervals)
+        return self._with_diagnostics(result, sub) if diagnostics else result
+
+    def _with_diagnostics(self, result: R, data: EncodedTrials) -> R:
+        """Add diagnostics of the fit on ``data`` (non-single params) to ``result``."""
+        return result
 
     def _bootstrap(
         self, data: EncodedTrials, point: Stats, n_boot: int

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from dataclasses import field
 import itertools
@@ -143,9 +144,6 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
                 pairwise_intervals = {p: (float(a), float(b)) for p, a, b in zip(pairs, lo, hi)}
         first_iv = expand_intervals(data, live, intervals.get("first"))
         total_iv = expand_intervals(data, live, intervals.get("total"))
-        r2 = float("nan")
-        if point is not None:
-            r2 = cross_validated_r2(data.select(live), self._surrogate, self._seed)
         return SobolResult(
             method=f"sobol_{self._index}",
             values=first if self._index == "first" else total,
@@ -159,8 +157,11 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
             first_intervals=first_iv,
             total_intervals=total_iv,
             pairwise_intervals=pairwise_intervals,
-            surrogate_r2=r2,
         )
+
+    def _with_diagnostics(self, result: SobolResult, data: EncodedTrials) -> SobolResult:
+        r2 = cross_validated_r2(data, self._surrogate, self._seed)
+        return dataclasses.replace(result, surrogate_r2=r2)
 
 
 def sobol_indices(
