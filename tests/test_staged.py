@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
@@ -120,9 +121,29 @@ def test_three_stage_holds_frozen_values_and_keeps_user_distributions() -> None:
     }
 
 
-def test_frozen_param_is_unfrozen_without_the_frozen_spike() -> None:
+class SpySampler(optuna.samplers.RandomSampler):
+    """Records, per call, the history of the parameter the base sampler is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.seen: list[tuple[int, str, BaseDistribution, list[Any]]] = []
+
+    def sample_independent(
+        self, study: Any, trial: Any, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        history = [
+            t.params[param_name]
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if param_name in t.params
+        ]
+        self.seen.append((trial.number, param_name, param_distribution, history))
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_unfrozen_param_history_hides_frozen_values() -> None:
     # 'noise' has no effect: frozen in the focus stage, free again in the final stage. The base
-    # sampler must not see the focus stage's constant values (the unfreezing trap).
+    # sampler must not see the focus stage's constant values (the unfreezing trap), and while
+    # a parameter is narrowed it must not see values outside the narrowed range.
     evaluator = FixedEvaluator({"x": 0.98, "noise": 0.0})
 
     def objective(trial: optuna.Trial) -> float:
@@ -130,20 +151,30 @@ def test_frozen_param_is_unfrozen_without_the_frozen_spike() -> None:
         noise = trial.suggest_float("noise", 0.0, 1.0)
         return (x - 0.3) ** 2 + 0.0 * noise
 
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1, n_startup_trials=5))
-    stages = [Stage(10, narrow=False), Stage(30, freeze=True, narrow=False), Stage(30)]
+    spy = SpySampler()
+    study = optuna.create_study(sampler=spy)
+    stages = [Stage(10, narrow=False), Stage(10, freeze=True), Stage(10)]
     staged = StagedStudy(study, stages, evaluator=evaluator)
     staged.optimize(objective)
     plan = staged.plans[1]
     frozen = plan.frozen["noise"]
     assert plan.free == ("x",)
-    focus = [t.params["noise"] for t in study.trials[10:40]]
-    assert focus == [frozen] * 30
-    final = [t.params["noise"] for t in study.trials[40:]]
-    near = sum(abs(v - frozen) < 0.02 for v in final)
-    # Uniform draws land within 0.02 about 4% of the time; TPE fed the 30-fold spike sampled
-    # next to it in about 40% of trials.
-    assert near <= 6, (frozen, final)
+    assert [t.params["noise"] for t in study.trials[10:20]] == [frozen] * 10
+    explore = [t.params["noise"] for t in study.trials[:10]]
+    final_calls = [c for c in spy.seen if c[0] >= 20 and c[1] == "noise"]
+    assert len(final_calls) == 10
+    for number, _, dist, history in final_calls:
+        assert dist == FloatDistribution(0.0, 1.0)
+        # The explore stage's values and the final stage's own, never the 10 frozen ones.
+        assert history == explore + [t.params["noise"] for t in study.trials[20:number]]
+    # x is narrowed in the focus stage: the base sampler gets the narrowed copy and only the
+    # history inside it; the stored distribution stays the user's.
+    narrow = plan.narrowed["x"]
+    assert isinstance(narrow, FloatDistribution)
+    for number, _, dist, history in (c for c in spy.seen if 10 <= c[0] < 20 and c[1] == "x"):
+        assert dist == narrow
+        assert all(narrow.low <= v <= narrow.high for v in history)
+        assert study.trials[number].distributions["x"] == FloatDistribution(-1.0, 1.0)
     # Importances were asked for the previous stage's free params only.
     assert evaluator.calls[0] == ["noise", "x"]
     assert evaluator.calls[1] == ["x"]
