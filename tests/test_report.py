@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 import csv
 import io
 import json
@@ -27,7 +28,23 @@ from optuna_hpi.analysis import SENSITIVITY_ATTR
 from optuna_hpi.analysis._report import normalize
 from optuna_hpi.analysis._report import rank_agreement
 from optuna_hpi.analysis._sensitivity import perturbations
-from tests.conftest import study_from_function
+
+
+def study_from_function(
+    distributions: dict[str, Any],
+    function: Callable[[dict[str, Any]], float],
+    n_trials: int,
+    seed: int = 0,
+    direction: str = "minimize",
+) -> optuna.Study:
+    """``n_trials`` RandomSampler draws of ``distributions``, told ``function`` of the params."""
+    study = optuna.create_study(
+        sampler=optuna.samplers.RandomSampler(seed=seed), direction=direction
+    )
+    for _ in range(n_trials):
+        trial = study.ask(distributions)
+        study.tell(trial, function(trial.params))
+    return study
 
 
 FAST = {

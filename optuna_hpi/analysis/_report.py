@@ -52,9 +52,11 @@ class EvaluatorColumn:
         importances: Importance per parameter, clipped at 0 and normalized to sum to 1 like
             :func:`optuna.importance.get_param_importances`. Parameters the evaluator did not
             assess (e.g. conditional ones for Optuna's evaluators) are absent.
-        intervals: Bootstrap interval per parameter on the same normalized scale (the raw
-            interval clipped at 0 and divided by the same sum as the point estimate); empty for
-            evaluators without intervals.
+        intervals: Bootstrap interval per parameter on the normalized scale: the bootstrap
+            interval of the shares themselves when the result has one (N-RReliefF's
+            ``share_intervals``), else the raw interval clipped at 0, divided by the same sum as
+            the point estimate and clipped at 1 (an approximation that ignores the resampling
+            of the sum). Empty for evaluators without intervals.
         result: The rich result of this package's evaluators (``None`` for Optuna's).
         seconds: Wall time the evaluator took.
     """
@@ -400,9 +402,12 @@ def importance_report(
         seconds = time.perf_counter() - start
         shares, total = normalize(raw) if raw else ({}, 0.0)
         intervals: dict[str, Interval] = {}
-        if result is not None and result.intervals and total > 0.0:
+        share_intervals = getattr(result, "share_intervals", None)
+        if share_intervals:
+            intervals = {p: (float(lo), float(hi)) for p, (lo, hi) in share_intervals.items()}
+        elif result is not None and result.intervals and total > 0.0:
             intervals = {
-                p: (max(0.0, lo) / total, max(0.0, hi) / total)
+                p: (min(1.0, max(0.0, lo) / total), min(1.0, max(0.0, hi) / total))
                 for p, (lo, hi) in result.intervals.items()
             }
         if isinstance(result, SobolResult) and sobol is None:
