@@ -64,7 +64,7 @@ def default_evaluator() -> SobolImportanceEvaluator:
         index="total",
         n_samples=256,
         n_bootstrap=10,
-        surrogate=SurrogateConfig(max_iter=50, learning_rate=0.2),
+        surrogate=SurrogateConfig(max_iter=30, learning_rate=0.3),
         seed=0,
     )
 
