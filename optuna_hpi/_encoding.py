@@ -99,6 +99,17 @@ class ParamSpec:
             return float(self.distribution.to_internal_repr(value))
         return math.log(value) if self.log else float(value)
 
+    def encode_many(self, values: Sequence[Any]) -> np.ndarray:
+        """Encode many external values at once; ``None`` (inactive) becomes ``NaN``."""
+        if self.kind == "categorical":
+            assert isinstance(self.distribution, CategoricalDistribution)
+            index = {_choice_key(c): float(i) for i, c in enumerate(self.distribution.choices)}
+            return np.array(
+                [np.nan if v is None else index[_choice_key(v)] for v in values], dtype=float
+            )
+        out = np.array([np.nan if v is None else v for v in values], dtype=float)
+        return np.log(out) if self.log else out
+
     def decode(self, encoded: float) -> Any:
         """Turn an encoded value back into an external value (snapped to the grid)."""
         if self.kind == "categorical":
@@ -192,6 +203,12 @@ class EncodedTrials:
         )
 
 
+def _choice_key(value: Any) -> tuple[type, Any]:
+    # Choices may be unhashable-looking but are None/bool/int/float/str in Optuna; the type is
+    # part of the key because True == 1 == 1.0 would otherwise collide.
+    return (type(value), value)
+
+
 def check_params_arg(params: Any) -> list[str] | None:
     """Validate the ``params`` argument of ``evaluate`` and return it as a list."""
     if params is None:
@@ -258,10 +275,11 @@ def encode_trials(
         names = _default_params(usable)
     else:
         names = wanted
+    stored = [t.distributions for t in usable]
     specs = []
     for name in names:
         try:
-            spec = _merge_spec(name, usable)
+            spec = _merge_spec(name, [d[name] for d in stored if name in d], len(usable))
         except ValueError as err:
             if wanted is not None:
                 raise
@@ -271,10 +289,9 @@ def encode_trials(
         if spec is not None:
             specs.append(spec)
     X = np.full((len(usable), len(specs)), np.nan)
+    values = [t.params for t in usable]
     for j, spec in enumerate(specs):
-        for i, t in enumerate(usable):
-            if spec.name in t.params:
-                X[i, j] = spec.encode(t.params[spec.name])
+        X[:, j] = spec.encode_many([v.get(spec.name) for v in values])
     return EncodedTrials(usable, specs, X, y, response)
 
 
@@ -328,17 +345,22 @@ def _default_params(trials: list[FrozenTrial]) -> list[str]:
     return sorted(name for name, c in counts.items() if c == n or c >= MIN_CONDITIONAL_TRIALS)
 
 
-def _merge_spec(name: str, trials: list[FrozenTrial]) -> ParamSpec | None:
-    dists = [t.distributions[name] for t in trials if name in t.distributions]
+def _merge_spec(name: str, dists: list[BaseDistribution], n_trials: int) -> ParamSpec | None:
     if not dists:
         # Requested, but active only in trials without a usable response.
         return None
     first = dists[0]
-    conditional = len(dists) < len(trials)
-    unique = list(dict.fromkeys(dists))
-    if len(unique) > 1:
+    # Comparing attribute dicts is ~50x faster than hashing distributions (which sorts their
+    # __dict__ per call) and this runs once per parameter and trial.
+    reference = first.__dict__
+    others = [d for d in dists if type(d) is not type(first) or d.__dict__ != reference]
+    if others:
+        unique = [first]
+        for d in others:
+            if not any(type(d) is type(u) and d.__dict__ == u.__dict__ for u in unique):
+                unique.append(d)
         first = _union(name, unique)
-    return _spec(name, first, conditional)
+    return _spec(name, first, conditional=len(dists) < n_trials)
 
 
 def _union(name: str, dists: list[BaseDistribution]) -> BaseDistribution:
