@@ -49,6 +49,9 @@ MIN_CONDITIONAL_TRIALS = 3
 
 Kind = Literal["float", "int", "categorical"]
 
+#: Marks an inactive parameter in :meth:`ParamSpec.encode_many` (``None`` is a valid choice).
+INACTIVE: Any = object()
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -100,14 +103,14 @@ class ParamSpec:
         return math.log(value) if self.log else float(value)
 
     def encode_many(self, values: Sequence[Any]) -> np.ndarray:
-        """Encode many external values at once; ``None`` (inactive) becomes ``NaN``."""
+        """Encode many external values at once; :data:`INACTIVE` becomes ``NaN``."""
         if self.kind == "categorical":
             assert isinstance(self.distribution, CategoricalDistribution)
             index = {_choice_key(c): float(i) for i, c in enumerate(self.distribution.choices)}
             return np.array(
-                [np.nan if v is None else index[_choice_key(v)] for v in values], dtype=float
+                [np.nan if v is INACTIVE else index[_choice_key(v)] for v in values], dtype=float
             )
-        out = np.array([np.nan if v is None else v for v in values], dtype=float)
+        out = np.array([np.nan if v is INACTIVE else v for v in values], dtype=float)
         return np.log(out) if self.log else out
 
     def decode(self, encoded: float) -> Any:
@@ -291,7 +294,7 @@ def encode_trials(
     X = np.full((len(usable), len(specs)), np.nan)
     values = [t.params for t in usable]
     for j, spec in enumerate(specs):
-        X[:, j] = spec.encode_many([v.get(spec.name) for v in values])
+        X[:, j] = spec.encode_many([v.get(spec.name, INACTIVE) for v in values])
     return EncodedTrials(usable, specs, X, y, response)
 
 
