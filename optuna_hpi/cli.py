@@ -138,8 +138,15 @@ def _report(args: argparse.Namespace, evaluators: Sequence[str]) -> ImportanceRe
         target=target,
         n_bootstrap=args.n_bootstrap,
         seed=args.seed,
+        evaluator_options=_options(args),
         progress=_progress(args),
     )
+
+
+def _options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    if args.default_params is None:
+        return {}
+    return {"ablation": {"default_params": args.default_params}}
 
 
 def _cmd_importance(args: argparse.Namespace) -> str:
@@ -210,6 +217,7 @@ def _cmd_plot(args: argparse.Namespace) -> str:
             target=target_of(study, args.target_index),
             n_bootstrap=args.n_bootstrap,
             seed=args.seed,
+            evaluator_options=_options(args),
             progress=progress,
         )
         figure = backend.plot_importances(report)
@@ -219,7 +227,11 @@ def _cmd_plot(args: argparse.Namespace) -> str:
         )
     elif kind == "ablation":
         figure = backend.plot_ablation_path(
-            study, params=args.params, target=target_of(study, args.target_index), seed=args.seed
+            study,
+            params=args.params,
+            target=target_of(study, args.target_index),
+            default_params=args.default_params,
+            seed=args.seed,
         )
     elif kind == "timeline":
         figure = backend.plot_staged_timeline(study)
@@ -270,7 +282,22 @@ def _parser() -> argparse.ArgumentParser:
             help=f"bootstrap resamples for intervals (default {n_bootstrap}; 0: none)",
         )
         p.add_argument("--seed", type=int, default=0, help="seed of the evaluators")
+        p.add_argument(
+            "--default-params",
+            type=json_object,
+            default=None,
+            help="source configuration of ablation as JSON, e.g. '{\"lr\": 0.001}'",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+
+    def json_object(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError("expected a JSON object of parameter -> value")
+        return value
 
     def evaluator_list(text: str) -> list[str]:
         names = [s.strip() for s in text.split(",") if s.strip()]
