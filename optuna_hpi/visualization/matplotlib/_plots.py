@@ -61,7 +61,7 @@ def plot_importances(
     """
     plt = require("matplotlib.pyplot")
     order, bars = importance_bars(source, evaluators, params, target, n_bootstrap, seed)
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(order) * max(1, len(bars))))
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 1.2 + 0.2 * len(order) * max(1, len(bars)))))
     height = 0.8 / max(1, len(bars))
     ypos = np.arange(len(order))
     for k, b in enumerate(bars):
@@ -112,7 +112,9 @@ def plot_interactions(
     ax.set_yticks(range(len(names)), names)
     for i in range(len(names)):
         for j in range(len(names)):
-            ax.text(j, i, f"{m[i, j]:.3f}", ha="center", va="center", fontsize=8)
+            dark = m[i, j] > 0.6 * max(float(m.max()), 1e-12)
+            color = "white" if dark else "black"
+            ax.text(j, i, f"{m[i, j]:.3f}", ha="center", va="center", fontsize=8, color=color)
     fig.colorbar(image, ax=ax, label="Sobol' index")
     ax.set_title("Interactions (diagonal S_i, off-diagonal S_ij)")
     fig.tight_layout()
@@ -147,6 +149,7 @@ def plot_marginal_effects(
             axes[0].figure.savefig("marginal.png")
     """
     plt = require("matplotlib.pyplot")
+    ticker = require("matplotlib.ticker")
     me = effects(source, params, target, n_bootstrap, seed)
     names = list(me.curves)
     rows, cols = grid_shape(len(names))
@@ -179,6 +182,8 @@ def plot_marginal_effects(
                 )
             if c.log:
                 ax.set_xscale("log")
+                # Short log ranges get minor-tick labels that overlap; majors are enough.
+                ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_title(name)
         ax.set_ylabel(me.response_label)
     level = int(round(100 * me.confidence))
