@@ -17,6 +17,8 @@ import pytest
 
 from optuna_hpi import encode_study
 from optuna_hpi import SurrogateConfig
+from optuna_hpi.analysis import ABLATION_ATTR
+from optuna_hpi.analysis import ablation_on_objective
 from optuna_hpi.analysis import available_evaluators
 from optuna_hpi.analysis import evaluator_class
 from optuna_hpi.analysis import EVALUATOR_NAMES
@@ -302,3 +304,26 @@ def test_sensitivity_needs_a_single_response() -> None:
         sensitivity_analysis(mo, lambda t: (0.0, 0.0))
     with pytest.raises(ValueError, match="no completed trial"):
         sensitivity_analysis(optuna.create_study(), lambda t: 0.0)
+
+
+def test_measured_ablation_hand_oracle() -> None:
+    # DESIGN.md section 5: minimize -(3a + b + 2ac) from (0,0,0) to (1,1,1): a 0.5, c 1/3, b 1/6.
+    def objective(trial: optuna.Trial) -> float:
+        a = trial.suggest_int("a", 0, 1)
+        b = trial.suggest_int("b", 0, 1)
+        c = trial.suggest_int("c", 0, 1)
+        return -(3 * a + b + 2 * a * c)
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial({"a": 1, "b": 1, "c": 1})
+    study.optimize(objective, n_trials=1)
+    result = ablation_on_objective(study, objective, {"a": 0, "b": 0, "c": 0})
+    assert [s.param for s in result.path] == ["a", "c", "b"]
+    assert [s.share for s in result.path] == pytest.approx([0.5, 1 / 3, 1 / 6])
+    assert [s.objective for s in result.path] == [-3.0, -5.0, -6.0]
+    assert result.source_value == 0.0 and result.n_evaluations == 1 + 3 + 2 + 1
+    tagged = [t for t in study.trials if ABLATION_ATTR in t.user_attrs]
+    assert len(tagged) == result.n_evaluations == len(study.trials) - 1
+    assert study.trials[result.path[1].trial_number].params == {"a": 1, "b": 0, "c": 1}
+    with pytest.raises(ValueError, match="does not have"):
+        ablation_on_objective(study, objective, {"d": 0})

@@ -16,6 +16,7 @@ from optuna_hpi import SobolImportanceEvaluator
 from optuna_hpi import StagedStudy
 from optuna_hpi import SurrogateConfig
 from optuna_hpi import visualization as plots
+from optuna_hpi.analysis import ablation_on_objective
 
 
 pytest.importorskip("plotly")
@@ -148,6 +149,19 @@ def test_ablation_path(study: optuna.Study) -> None:
     assert sum(share.y) == pytest.approx(1.0)  # shares of a path telescope to 1
     ax = mplots.plot_ablation_path(result)
     assert list(ax.lines[0].get_ydata()) == pytest.approx(expected)
+
+    # The same plot for a path measured on the real objective (trials added to a copy).
+    copy = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    copy.add_trials(study.trials)
+    measured = ablation_on_objective(copy, objective, {"x": 1.0, "y": 1.0, "lr": 1.0, "n": 9})
+    fig = plots.plot_ablation_path(measured)
+    line = next(t for t in fig.data if t.name == "predicted")
+    assert list(line.y) == pytest.approx(
+        [measured.source_value] + [s.objective for s in measured.path]
+    )
+    assert fig.layout.title.text == "Ablation path (measured on the objective)"
+    # Flipping x, y, lr, n one at a time reaches the best trial's own value.
+    assert measured.path[-1].objective == pytest.approx(study.best_value)
 
 
 def test_staged_timeline() -> None:

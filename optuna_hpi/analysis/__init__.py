@@ -11,6 +11,10 @@ from optuna_hpi.analysis._report import EvaluatorColumn
 from optuna_hpi.analysis._report import importance_report
 from optuna_hpi.analysis._report import ImportanceReport
 from optuna_hpi.analysis._report import Interaction
+from optuna_hpi.analysis._sensitivity import ABLATION_ATTR
+from optuna_hpi.analysis._sensitivity import ablation_on_objective
+from optuna_hpi.analysis._sensitivity import MeasuredAblation
+from optuna_hpi.analysis._sensitivity import MeasuredStep
 from optuna_hpi.analysis._sensitivity import Perturbation
 from optuna_hpi.analysis._sensitivity import sensitivity_analysis
 from optuna_hpi.analysis._sensitivity import SENSITIVITY_ATTR
@@ -18,6 +22,10 @@ from optuna_hpi.analysis._sensitivity import SensitivityResult
 
 
 __all__ = [
+    "ABLATION_ATTR",
+    "MeasuredAblation",
+    "MeasuredStep",
+    "ablation_on_objective",
     "EVALUATOR_NAMES",
     "EvaluatorColumn",
     "ImportanceReport",

@@ -278,3 +278,210 @@ def sensitivity_analysis(
         perturbations=results,
         worst_change=worst,
     )
+
+
+#: User attribute that marks the trials enqueued by :func:`ablation_on_objective`.
+ABLATION_ATTR = "optuna_hpi:ablation"
+
+
+@dataclass(frozen=True)
+class MeasuredStep:
+    """One step of an ablation path measured on the real objective.
+
+    Attributes:
+        param: The parameter flipped to its target value in this step.
+        before: Its value before the step.
+        after: Its target value.
+        objective: Measured response after the step (user's orientation).
+        improvement: Measured improvement of the step (positive = better, either direction).
+        share: ``improvement`` over the total measured improvement from source to target.
+        trial_number: The trial that measured the configuration after the step.
+    """
+
+    param: str
+    before: Any
+    after: Any
+    objective: float
+    improvement: float
+    share: float
+    trial_number: int
+
+
+@dataclass(frozen=True)
+class MeasuredAblation:
+    """Ablation path (Fawcett & Hoos 2016) measured with real trials of the study.
+
+    Attributes:
+        source: The source configuration.
+        source_value: Measured response of the source.
+        source_trial_number: The trial that measured it.
+        target_trial: Number of the best trial (the target configuration).
+        direction: ``"minimize"`` or ``"maximize"``.
+        path: The greedy path, best step first.
+        n_evaluations: Trials run (1 + D(D+1)/2 for D differing parameters).
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi.analysis import ablation_on_objective
+
+
+            def objective(trial):
+                a = trial.suggest_int("a", 0, 1)
+                b = trial.suggest_int("b", 0, 1)
+                return -(3 * a + b)
+
+
+            study = optuna.create_study()
+            study.enqueue_trial({"a": 1, "b": 1})
+            study.optimize(objective, n_trials=1)
+            result = ablation_on_objective(study, objective, {"a": 0, "b": 0})
+            print([(s.param, s.share) for s in result.path])
+    """
+
+    source: dict[str, Any]
+    source_value: float
+    source_trial_number: int
+    target_trial: int
+    direction: str
+    path: list[MeasuredStep]
+    n_evaluations: int
+
+    @property
+    def importances(self) -> dict[str, float]:
+        """Each flipped parameter's share of the measured improvement."""
+        return {s.param: s.share for s in self.path}
+
+    def to_text(self) -> str:
+        lines = [
+            f"Measured ablation from the source ({self.source_value:.6g}) to trial "
+            f"{self.target_trial} ({self.direction}), {self.n_evaluations} trials:"
+        ]
+        for s in self.path:
+            lines.append(
+                f"  {s.param}: {s.before!r} -> {s.after!r}  value {s.objective:.6g}  "
+                f"improvement {s.improvement:+.6g}  share {s.share:.3f}  (trial {s.trial_number})"
+            )
+        return "\n".join(lines)
+
+
+def _run_tagged(
+    study: Study,
+    objective: Callable[[Trial], Any],
+    configs: list[tuple[dict[str, Any], dict[str, Any]]],
+    attr: str,
+    catch: tuple[type[Exception], ...],
+) -> list[FrozenTrial | None]:
+    """Enqueue ``(params, tag)`` pairs, run them, and return the trial that ran each one."""
+    run = uuid.uuid4().hex[:12]
+    for k, (params, tag) in enumerate(configs):
+        study.enqueue_trial(params, user_attrs={attr: {"run": run, "index": k, **tag}})
+    study.optimize(objective, n_trials=len(configs), catch=catch)
+    found: dict[int, FrozenTrial] = {}
+    for t in study.get_trials(deepcopy=False):
+        stored = t.user_attrs.get(attr)
+        if isinstance(stored, dict) and stored.get("run") == run:
+            found[int(stored["index"])] = t
+    return [found.get(k) for k in range(len(configs))]
+
+
+def ablation_on_objective(
+    study: Study,
+    objective: Callable[[Trial], Any],
+    source_params: dict[str, Any],
+    *,
+    target: Callable[[FrozenTrial], float] | None = None,
+    catch: tuple[type[Exception], ...] = (),
+) -> MeasuredAblation:
+    """Greedy ablation path from ``source_params`` to the best trial, on the real objective.
+
+    Each round enqueues one trial per parameter that still differs from the best trial (that
+    parameter flipped to its best value), runs them with ``study.optimize`` and keeps the flip
+    with the best measured response. The trials are tagged with the user attribute
+    ``"optuna_hpi:ablation"`` and stay in the study. Cost: one source trial plus D(D+1)/2 for D
+    differing parameters; use :class:`~optuna_hpi.AblationImportanceEvaluator` for the free
+    surrogate path and this to check it. Conditional parameters are not grouped with their
+    parents: a flip that activates a branch leaves the new parameters to the study's sampler.
+
+    Args:
+        study: Study with a completed best trial (single objective, or pass ``target``).
+        objective: The study's objective function.
+        source_params: Source value of each parameter (e.g. the library defaults); parameters
+            of the best trial not given here start at their best value.
+        target: Response to use instead of the objective value; it is minimized.
+        catch: Exceptions of the objective to record as failed trials instead of raising.
+
+    Raises:
+        ValueError: multi-objective study without ``target``, no usable trial, or a name in
+            ``source_params`` the best trial does not have.
+    """
+    if study._is_multi_objective() and target is None:
+        raise ValueError(
+            "Ablation needs one response; pass target=lambda t: t.values[i] for a "
+            "multi-objective study."
+        )
+    data = encode_study(study, None, target)
+    if data.n_trials == 0:
+        raise ValueError("The study has no completed trial with a finite value to ablate to.")
+    best = data.trials[int(np.argmin(data.y))]
+    unknown = sorted(set(source_params) - set(best.params))
+    if unknown:
+        raise ValueError(
+            f"`source_params` names {unknown}, which the best trial (number {best.number}) "
+            f"does not have; its parameters are {sorted(best.params)}."
+        )
+    maximize = target is None and study.direction == StudyDirection.MAXIMIZE
+    sign = -1.0 if maximize else 1.0
+
+    def loss(t: FrozenTrial | None) -> float:
+        if t is None or t.state != TrialState.COMPLETE:
+            return math.inf
+        v = float(target(t)) if target is not None else float(t.value)  # type: ignore[arg-type]
+        return sign * v if math.isfinite(v) else math.inf
+
+    current = {**best.params, **source_params}
+    remaining = [p for p in best.params if p in source_params and current[p] != best.params[p]]
+    (source_trial,) = _run_tagged(
+        study, objective, [(current, {"step": "source"})], ABLATION_ATTR, catch
+    )
+    source_loss = loss(source_trial)
+    if source_trial is None or not math.isfinite(source_loss):
+        raise ValueError("The source configuration failed or gave a non-finite value.")
+    source = dict(current)
+    source_number = source_trial.number
+    previous = source_loss
+    n_evaluations = 1
+    steps: list[tuple[str, Any, Any, float, int]] = []
+    while remaining:
+        configs = [
+            ({**current, p: best.params[p]}, {"step": len(steps), "param": p}) for p in remaining
+        ]
+        trials = _run_tagged(study, objective, configs, ABLATION_ATTR, catch)
+        n_evaluations += len(configs)
+        losses = [loss(t) for t in trials]
+        k = int(np.argmin(losses))
+        p = remaining.pop(k)
+        chosen = trials[k]
+        number = -1 if chosen is None else chosen.number
+        steps.append((p, current[p], best.params[p], losses[k], number))
+        current[p] = best.params[p]
+        previous = losses[k]
+    total = source_loss - previous
+    path = []
+    before_loss = source_loss
+    for p, before, after, step_loss, number in steps:
+        improvement = before_loss - step_loss
+        share = improvement / total if total != 0 and math.isfinite(total) else math.nan
+        path.append(MeasuredStep(p, before, after, sign * step_loss, improvement, share, number))
+        before_loss = step_loss
+    return MeasuredAblation(
+        source=source,
+        source_value=sign * source_loss,
+        source_trial_number=source_number,
+        target_trial=best.number,
+        direction="maximize" if maximize else "minimize",
+        path=path,
+        n_evaluations=n_evaluations,
+    )

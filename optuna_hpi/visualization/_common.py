@@ -17,6 +17,7 @@ from optuna_hpi.analysis._marginal import MarginalEffects
 from optuna_hpi.analysis._report import importance_report
 from optuna_hpi.analysis._report import ImportanceReport
 from optuna_hpi.analysis._report import normalize
+from optuna_hpi.analysis._sensitivity import MeasuredAblation
 from optuna_hpi.importance._result import ImportanceResult
 from optuna_hpi.importance._sobol import SobolImportanceEvaluator
 from optuna_hpi.importance._sobol import SobolResult
@@ -167,9 +168,14 @@ def ablation_points(
     default_params: dict[str, Any] | None,
     seed: int,
 ) -> tuple[list[AblationPoint], float]:
-    """``source`` first, then one point per step; and the surrogate's CV R^2."""
+    """``source`` first, then one point per step; and the surrogate's CV R^2 (``nan`` when
+    the path was measured on the objective)."""
     from optuna_hpi.analysis._registry import make_evaluator
 
+    if isinstance(source, MeasuredAblation):
+        measured = [AblationPoint("source", source.source_value, 0.0)]
+        measured += [AblationPoint(s.param, s.objective, s.share) for s in source.path]
+        return measured, math.nan
     result = source
     if isinstance(source, ImportanceReport):
         found = [c.result for c in source.columns if c.name == "ablation"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from optuna_hpi.analysis._marginal import MarginalEffects
 from optuna_hpi.analysis._report import ImportanceReport
+from optuna_hpi.analysis._sensitivity import MeasuredAblation
 from optuna_hpi.importance._result import ImportanceResult
 from optuna_hpi.importance._sobol import SobolResult
 from optuna_hpi.visualization._common import ablation_points
@@ -271,8 +272,9 @@ def plot_ablation_path(
     """The ablation path: predicted objective after each greedy step from source to best.
 
     Args:
-        source: A study (analysed with ``AblationImportanceEvaluator``), an ``AblationResult``
-            or an :class:`ImportanceReport` with ``"ablation"``.
+        source: A study (analysed with ``AblationImportanceEvaluator``), an ``AblationResult``,
+            an :class:`ImportanceReport` with ``"ablation"``, or a path measured on the real
+            objective (:func:`~optuna_hpi.analysis.ablation_on_objective`).
         params: Parameters to assess when ``source`` is a study.
         target: Response to explain when ``source`` is a study.
         default_params: Source configuration when ``source`` is a study (default: the
@@ -301,6 +303,7 @@ def plot_ablation_path(
     go_ = require("plotly.graph_objects")
     subplots = require("plotly.subplots")
     points, r2 = ablation_points(source, params, target, default_params, seed)
+    measured = isinstance(source, MeasuredAblation)
     labels = [p.label for p in points]
     fig = subplots.make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(
@@ -322,8 +325,15 @@ def plot_ablation_path(
         secondary_y=False,
     )
     r2_text = "" if r2 != r2 else f", CV R^2 {r2:.2f}"
-    fig.update_layout(title=f"Ablation path (surrogate predictions{r2_text})", xaxis_title="step")
-    fig.update_yaxes(title_text="predicted objective", secondary_y=False)
+    fig.update_layout(
+        title="Ablation path (measured on the objective)"
+        if measured
+        else f"Ablation path (surrogate predictions{r2_text})",
+        xaxis_title="step",
+    )
+    fig.update_yaxes(
+        title_text="objective" if measured else "predicted objective", secondary_y=False
+    )
     fig.update_yaxes(title_text="share of the improvement", secondary_y=True)
     return fig
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from optuna_hpi.analysis._marginal import MarginalEffects
 from optuna_hpi.analysis._report import ImportanceReport
+from optuna_hpi.analysis._sensitivity import MeasuredAblation
 from optuna_hpi.importance._result import ImportanceResult
 from optuna_hpi.importance._sobol import SobolResult
 from optuna_hpi.visualization._common import ablation_points
@@ -222,11 +223,12 @@ def plot_ablation_path(
     """
     plt = require("matplotlib.pyplot")
     points, r2 = ablation_points(source, params, target, default_params, seed)
+    measured = isinstance(source, MeasuredAblation)
     fig, ax = plt.subplots(figsize=(max(6.5, 1.1 * len(points)), 4))
     x = np.arange(len(points))
     ax.plot(x, [p.value for p in points], marker="o", color="C0", label="predicted")
     ax.set_xticks(x, [p.label for p in points], rotation=30, ha="right")
-    ax.set_ylabel("predicted objective")
+    ax.set_ylabel("objective" if measured else "predicted objective")
     twin = ax.twinx()
     twin.bar(x[1:], [p.share for p in points[1:]], color="C1", alpha=0.35, label="share")
     twin.set_ylabel("share of the improvement")
@@ -234,7 +236,11 @@ def plot_ablation_path(
     ax.set_zorder(twin.get_zorder() + 1)
     ax.patch.set_visible(False)
     r2_text = "" if r2 != r2 else f", CV R^2 {r2:.2f}"
-    ax.set_title(f"Ablation path (surrogate predictions{r2_text})")
+    ax.set_title(
+        "Ablation path (measured on the objective)"
+        if measured
+        else f"Ablation path (surrogate predictions{r2_text})"
+    )
     fig.tight_layout()
     return ax
 
