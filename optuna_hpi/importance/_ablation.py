@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from dataclasses import field
 import math
 import threading
 from typing import Any
-from typing import TYPE_CHECKING
 import warnings
 
 import numpy as np
@@ -25,11 +25,6 @@ from optuna_hpi.importance._base import expand_intervals
 from optuna_hpi.importance._base import HpiImportanceEvaluator
 from optuna_hpi.importance._base import Stats
 from optuna_hpi.importance._result import ImportanceResult
-
-
-if TYPE_CHECKING:
-    from optuna.study import Study
-    from optuna.trial import FrozenTrial
 
 
 _logger = get_logger(__name__)
@@ -114,7 +109,6 @@ class _Plan:
     source_trial: int | None
     target_row: int
     parents: list[int | None]
-    skip_r2: bool
     # Filled by the point estimate (the first ``_statistics`` call).
     path: list[tuple[list[int], float, float]] | None = None
     credit: dict[int, list[int]] = field(default_factory=dict)
@@ -230,20 +224,6 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
         # One analysis in flight per thread: the plan ties the point estimate and its refits.
         self._local = threading.local()
 
-    def evaluate(
-        self,
-        study: Study,
-        params: list[str] | None = None,
-        *,
-        target: Callable[[FrozenTrial], float] | None = None,
-    ) -> dict[str, float]:
-        # evaluate() only needs the improvements; the 5 cross-validation fits would dominate.
-        self._local.skip_r2 = True
-        try:
-            return super().evaluate(study, params, target=target)
-        finally:
-            self._local.skip_r2 = False
-
     def analyze_encoded(
         self, data: EncodedTrials, n_bootstrap: int | None = None, *, diagnostics: bool = True
     ) -> AblationResult:
@@ -278,7 +258,6 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
                 self._source_trial,
                 target_row,
                 parents,
-                bool(getattr(self._local, "skip_r2", False)),
             )
         source = np.full(len(data.specs), np.nan)
         centred = []
@@ -302,7 +281,6 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             self._source_trial,
             target_row,
             parents,
-            bool(getattr(self._local, "skip_r2", False)),
         )
 
     def _encoded_defaults(self, data: EncodedTrials) -> dict[str, float] | None:
@@ -405,9 +383,6 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
                     )
                 )
                 current = after
-        r2 = float("nan")
-        if point is not None and not plan.skip_r2:
-            r2 = cross_validated_r2(data.select(live), self._surrogate, self._seed)
         return AblationResult(
             method="ablation",
             values=values,
@@ -426,8 +401,11 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             target_trial=data.trials[plan.target_row].number,
             predicted_source=sign * plan.predicted_source,
             predicted_target=sign * plan.predicted_target,
-            surrogate_r2=r2,
         )
+
+    def _with_diagnostics(self, result: AblationResult, data: EncodedTrials) -> AblationResult:
+        r2 = cross_validated_r2(data, self._surrogate, self._seed)
+        return dataclasses.replace(result, surrogate_r2=r2)
 
     def _source_value(self, data: EncodedTrials, j: int, plan: _Plan) -> Any:
         # Report the user's own default (not a log/exp round trip of it) where it was used.
