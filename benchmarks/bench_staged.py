@@ -300,6 +300,9 @@ def plot(curves: dict[tuple[str, str], np.ndarray], tasks: list[str], path: Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds first-seed..seeds-1 (split a run)"
+    )
     parser.add_argument("--sklearn-seeds", type=int, default=20)
     parser.add_argument("--tasks", nargs="*", default=HPOBENCH + [SKLEARN])
     parser.add_argument("--workers", type=int, default=2)
@@ -307,6 +310,9 @@ def main() -> None:
     parser.add_argument("--out-json", default="/tmp/optuna_hpi_bench/staged_curves.json")
     parser.add_argument("--out-md", default=str(Path(__file__).with_name("results_staged.md")))
     parser.add_argument("--out-png", default=str(Path(__file__).with_name("staged_regret.png")))
+    parser.add_argument(
+        "--merge", nargs="*", default=[], help="extra JSON files of runs to add to --out-json"
+    )
     parser.add_argument(
         "--summarize-only",
         action="store_true",
@@ -324,12 +330,14 @@ def main() -> None:
     for seed, t, m in itertools.product(
         range(max(args.seeds, args.sklearn_seeds)), args.tasks, METHODS
     ):
-        if seed < (args.sklearn_seeds if t == SKLEARN else args.seeds):
+        if args.first_seed <= seed < (args.sklearn_seeds if t == SKLEARN else args.seeds):
             jobs.append((t, m, seed, str(cache)))
     raw: dict[str, list[Any]] = {}
     out_json = Path(args.out_json)
     if out_json.exists():
         raw = json.loads(out_json.read_text())
+    for extra in args.merge:
+        raw.update(json.loads(Path(extra).read_text()))
     todo = [j for j in jobs if f"{j[0]}|{j[1]}|{j[2]}" not in raw]
     if args.summarize_only:
         todo = []
