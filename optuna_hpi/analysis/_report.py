@@ -447,6 +447,6 @@ def importance_report(
         mean_agreement=float(np.mean(finite)) if finite else math.nan,
         n_trials=data.n_trials,
         response=data.response,
-        confidence=sobol.confidence if sobol else 0.95,
+        confidence=next((c.result.confidence for c in columns if c.result is not None), 0.95),
         surrogate_r2=sobol.surrogate_r2 if sobol else math.nan,
     )
