@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import copy
 import itertools
+import pickle
 from typing import Any
 
 import numpy as np
@@ -341,6 +343,14 @@ def test_median_trial_when_centre_is_not_predicted_worse() -> None:
     assert result.source_trial == 1
     assert result.source == {"x": 4.9}
     assert result.values["x"] > 0
+
+
+def test_pickle_and_deepcopy_round_trip() -> None:
+    study = _oracle_study()
+    evaluator = AblationImportanceEvaluator(default_params={"a": 0, "b": 0, "c": 0}, seed=0)
+    expected = evaluator.evaluate(study)
+    assert pickle.loads(pickle.dumps(evaluator)).evaluate(study) == expected
+    assert copy.deepcopy(evaluator).evaluate(study) == expected
 
 
 def test_source_trial() -> None:

@@ -224,6 +224,16 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
         # One analysis in flight per thread: the plan ties the point estimate and its refits.
         self._local = threading.local()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # threading.local cannot be pickled or deep-copied; it holds nothing between calls.
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     def analyze_encoded(
         self, data: EncodedTrials, n_bootstrap: int | None = None, *, diagnostics: bool = True
     ) -> AblationResult:
