@@ -315,6 +315,16 @@ def test_units_group_switching_children_under_their_parent() -> None:
     units, credit = ablation_units(source, target, [None, None, None, None], [0, 1, 2, 3])
     assert units == [[0], [1], [2]]
     assert credit == {0: [0], 1: [1], 2: [2]}
+    # Siblings (same activity pattern) switched on without a moving parent: one shared step.
+    units, credit = ablation_units(
+        np.array([nan, nan, 0.5, 0.0]),
+        np.array([1.0, 2.0, 0.5, 1.0]),
+        [None, None, None, None],
+        [0, 1, 2, 3],
+        siblings=[0, 0, 2, 2],
+    )
+    assert units == [[0, 1], [3]]
+    assert credit == {0: [0, 1], 3: [3]}
 
 
 def test_center_rule() -> None:

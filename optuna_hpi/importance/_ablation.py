@@ -109,6 +109,7 @@ class _Plan:
     source_trial: int | None
     target_row: int
     parents: list[int | None]
+    siblings: list[int]
     # Filled by the point estimate (the first ``_statistics`` call).
     path: list[tuple[list[int], float, float]] | None = None
     credit: dict[int, list[int]] = field(default_factory=dict)
@@ -268,6 +269,7 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
                 self._source_trial,
                 target_row,
                 parents,
+                activity_groups(data),
             )
         source = np.full(len(data.specs), np.nan)
         centred = []
@@ -291,6 +293,7 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             self._source_trial,
             target_row,
             parents,
+            activity_groups(data),
         )
 
     def _encoded_defaults(self, data: EncodedTrials) -> dict[str, float] | None:
@@ -333,7 +336,7 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
                     plan.source_trial = plan.data.trials[median].number
                     source = plan.source[cols]
                     f_s, f_t = _predict_pair(model, data, source, target)
-            units, credit = ablation_units(source, target, [plan.parents[c] for c in cols], cols)
+            units, credit = _units(plan, source, target, cols)
             path = greedy_path(model.predict, data, source, target, units)
             plan.path = [([cols[j] for j in unit], before, after) for unit, before, after in path]
             plan.credit = {cols[k]: [cols[j] for j in v] for k, v in credit.items()}
@@ -347,7 +350,7 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
                 )
         else:
             source = plan.source[cols]
-            units, credit = ablation_units(source, target, [plan.parents[c] for c in cols], cols)
+            units, credit = _units(plan, source, target, cols)
             path = greedy_path(model.predict, data, source, target, units)
         return {"importance": _credit(path, credit, len(cols))}
 
@@ -520,6 +523,13 @@ def infer_parents(data: EncodedTrials) -> list[int | None]:
     return parents
 
 
+def activity_groups(data: EncodedTrials) -> list[int]:
+    """For each column, the first column with the same activity pattern across the trials."""
+    active = ~np.isnan(data.X)
+    first: dict[bytes, int] = {}
+    return [first.setdefault(active[:, j].tobytes(), j) for j in range(len(data.specs))]
+
+
 def _activity_changes(spec: ParamSpec, values: np.ndarray, activity: np.ndarray) -> int | None:
     """How often ``activity`` changes along the values of a candidate parent; ``None``: not a
     function of the value (or too irregular to be a condition)."""
@@ -584,6 +594,7 @@ def ablation_units(
     target: np.ndarray,
     parents: list[int | None],
     columns: list[int],
+    siblings: list[int] | None = None,
 ) -> tuple[list[list[int]], dict[int, list[int]]]:
     """Group the differing columns into steps and say whom each step is credited to.
 
@@ -593,6 +604,8 @@ def ablation_units(
         parents: Parent of each column as an index into the *full* column list (``columns``
             maps local to full indices), or ``None``.
         columns: Full-data index of each local column.
+        siblings: Activity group of each local column (:func:`activity_groups`); switching
+            columns of one group move together. ``None``: every column is its own group.
 
     Returns:
         The units (lists of local column indices, credited column first) in column order of
@@ -611,10 +624,14 @@ def ablation_units(
             i = root[i]
         return i
 
+    first_of_group: dict[int, int] = {}
     for j in np.flatnonzero(switching):
         p = parents[j]
         if p is not None and p in local and differ[local[p]]:
             root[find(int(j))] = find(local[p])
+        if siblings is not None:
+            other = first_of_group.setdefault(siblings[j], int(j))
+            root[find(int(j))] = find(other)
     groups: dict[int, list[int]] = {}
     for j in np.flatnonzero(differ):
         groups.setdefault(find(int(j)), []).append(int(j))
@@ -658,6 +675,13 @@ def greedy_path(
         before = after
         del remaining[k]
     return path
+
+
+def _units(
+    plan: _Plan, source: np.ndarray, target: np.ndarray, cols: list[int]
+) -> tuple[list[list[int]], dict[int, list[int]]]:
+    parents = [plan.parents[c] for c in cols]
+    return ablation_units(source, target, parents, cols, [plan.siblings[c] for c in cols])
 
 
 def _credit(
