@@ -230,11 +230,12 @@ def test_kdtree_and_brute_force_pick_the_same_neighbours() -> None:
 def test_bootstrap_copies_weight_instances_not_neighbours() -> None:
     study = _study([{"x": v} for v in (0.0, 0.1, 0.3, 0.7)], _unit("x"), [0, 1, 1, 3])
     data = encode_study(study)
-    evaluator = NRReliefFImportanceEvaluator(n_neighbors=2, sigma=1.0, seed=0)
+    evaluator = NRReliefFImportanceEvaluator(n_neighbors=3, sigma=1.0, seed=0)
     resampled = data.subset(np.array([3, 0, 0, 1, 2, 3, 3]))
     got = evaluator._statistics(resampled)["weights"]
+    # 4 distinct trials out of 7 rows: J = round(3 * 4 / 7) = 2 and sigma = 4 / 7.
     want = _reference(
-        data.unit(), np.array([False]), data.y, 2, 1.0, 0.25, np.array([2.0, 1.0, 1.0, 3.0])
+        data.unit(), np.array([False]), data.y, 2, 4 / 7, 0.25, np.array([2.0, 1.0, 1.0, 3.0])
     )
     np.testing.assert_allclose(got, want, atol=1e-12)
 
@@ -359,8 +360,9 @@ def test_bootstrap_intervals() -> None:
     evaluator = NRReliefFImportanceEvaluator(n_bootstrap=20, seed=0)
     result = evaluator.analyze(study)
     assert set(result.intervals) == set(result.values) == set(result.share_intervals)
-    for low, high in result.intervals.values():
-        assert low <= high
+    for name, (low, high) in result.intervals.items():
+        # Resamples keep the neighbourhood's extent, so the intervals surround the estimate.
+        assert low <= result.values[name] <= high
     assert result.intervals["x2"][0] > result.intervals["z"][1]
     assert result.confidence == 0.95
     # evaluate() never bootstraps and equals the clipped point estimate.
