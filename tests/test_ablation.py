@@ -304,6 +304,31 @@ def test_conditional_children_move_with_their_parent() -> None:
     assert centre.source == {"model": "svm", "rf_depth": None, "svm_c": 1.0, "x": 0.5}
 
 
+def test_numeric_parent_is_inferred_from_a_threshold() -> None:
+    # x is suggested when c > 0.5, y otherwise; the noise param z does not decide anything.
+    dists: dict[str, BaseDistribution] = {
+        "c": FloatDistribution(0.0, 1.0),
+        "z": FloatDistribution(0.0, 1.0),
+        "x": FloatDistribution(-2.0, 0.0),
+        "y": FloatDistribution(0.0, 2.0),
+    }
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(60):
+        c, z = float(rng.uniform()), float(rng.uniform())
+        row = {"c": c, "z": z, **({"x": -c} if c > 0.5 else {"y": c})}
+        rows.append(row)
+    data = encode_study(_study(dists, rows, lambda p: p["c"]))
+    names = data.params
+    parents = infer_parents(data)
+    assert {names[j]: (None if p is None else names[p]) for j, p in enumerate(parents)} == {
+        "c": None,
+        "x": "c",
+        "y": "c",
+        "z": None,
+    }
+
+
 def test_units_group_switching_children_under_their_parent() -> None:
     nan = np.nan
     source = np.array([0.0, 0.3, nan, 0.5])

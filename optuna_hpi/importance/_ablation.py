@@ -536,16 +536,14 @@ def _activity_changes(spec: ParamSpec, values: np.ndarray, activity: np.ndarray)
     order = np.argsort(values, kind="stable")
     v, a = values[order], activity[order]
     unique, start = np.unique(v, return_index=True)
-    ends = np.append(start[1:], len(v))
-    per_value = []
-    for s, e in zip(start, ends):
-        if a[s:e].min() != a[s:e].max():
-            return None
-        per_value.append(bool(a[s]))
+    a = a.astype(np.int8)
+    per_value = np.minimum.reduceat(a, start)
+    if np.any(per_value != np.maximum.reduceat(a, start)):
+        return None
     if spec.kind == "categorical":
         # Choice order means nothing: any consistent choice -> activity map is a condition.
         return 0 if len(unique) > 1 else None
-    changes = int(np.sum(np.diff(np.array(per_value, dtype=int)) != 0))
+    changes = int(np.sum(np.diff(per_value) != 0))
     return changes if 0 < changes <= _MAX_ACTIVITY_CHANGES else None
 
 
