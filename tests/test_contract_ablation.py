@@ -9,12 +9,15 @@ from optuna.testing.pytest_importance import NonConditionalImportanceEvaluatorTe
 import pytest
 
 from optuna_hpi import AblationImportanceEvaluator
+from optuna_hpi import SurrogateConfig
 
 
 class _Fixture:
     @pytest.fixture
     def evaluator(self) -> Callable[..., AblationImportanceEvaluator]:
-        return lambda **kw: AblationImportanceEvaluator(seed=0, **kw)
+        # A light surrogate: the contract is about argument handling and edge cases.
+        config = SurrogateConfig(max_iter=50)
+        return lambda **kw: AblationImportanceEvaluator(seed=0, surrogate=config, **kw)
 
 
 class TestBasic(_Fixture, BasicImportanceEvaluatorTestCase):
