@@ -20,6 +20,15 @@ class ImportanceResult:
         confidence: Level of :attr:`intervals`.
         n_trials: Number of usable trials behind the estimate.
         response: What was explained: ``"objective"``, ``"target"`` or ``"pareto_rank"``.
+
+    Example:
+
+        .. code-block:: python
+
+            from optuna_hpi import ImportanceResult
+
+            result = ImportanceResult(method="demo", values={"a": -0.1, "b": 0.4})
+            assert result.importances == {"b": 0.4, "a": 0.0}
     """
 
     method: str

@@ -39,6 +39,21 @@ class SobolResult(ImportanceResult):
         pairwise_intervals: Bootstrap intervals of :attr:`pairwise`.
         surrogate_r2: 5-fold cross-validated R^2 of the surrogate (``nan`` below 10 trials):
             indices of a surrogate that explains little say little about the objective.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import SobolImportanceEvaluator
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", 0, 1) * t.suggest_float("y", 0, 1), n_trials=60
+            )
+            result = SobolImportanceEvaluator(seed=0, pairwise=True).analyze(study, n_bootstrap=3)
+            assert result.total["x"] >= result.first["x"] - 0.05
+            print(result.pairwise[("x", "y")], result.first_intervals["x"])
     """
 
     first: dict[str, float] = field(default_factory=dict)
@@ -77,10 +92,10 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
 
 
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-            study.optimize(objective, n_trials=200)
+            study.optimize(objective, n_trials=100)
             evaluator = SobolImportanceEvaluator(seed=0)
             print(optuna.importance.get_param_importances(study, evaluator=evaluator))
-            result = evaluator.analyze(study, n_bootstrap=20)
+            result = evaluator.analyze(study, n_bootstrap=5)
             print(result.first, result.total_intervals)
 
     Args:
