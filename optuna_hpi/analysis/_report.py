@@ -246,6 +246,13 @@ class ImportanceReport:
             lines.append("  ".join(cells).rstrip())
             if i == 0:
                 lines.append("  ".join("-" * w for w in widths))
+        notes = []
+        for c in self.columns:
+            kind = getattr(c.result, "source_kind", None)
+            if kind is not None:
+                notes.append(f"{c.name} starts from the {kind.replace('_', ' ')} configuration")
+        notes.append("time: " + ", ".join(f"{c.name} {c.seconds:.1f} s" for c in self.columns))
+        lines.extend(f"({n})" for n in notes)
         if self.interactions:
             lines.append("")
             lines.append("Strongest interactions (Sobol' S_ij of the surrogate):")
