@@ -144,6 +144,8 @@ def test_report_exports_json_csv_text(full_report: Any) -> None:
     text = report.to_text()
     assert "Agreement between evaluators" in text and "Strongest interactions" in text
     assert all(p in text for p in report.params)
+    assert "(ablation starts from the center configuration)" in text
+    assert "(time: sobol " in text
 
 
 def test_report_matches_optuna_for_optuna_evaluators(linear_study: optuna.Study) -> None:
