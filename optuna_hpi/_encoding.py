@@ -23,6 +23,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 import math
 from typing import Any
 from typing import Literal
@@ -264,7 +265,11 @@ def encode_trials(
 ) -> EncodedTrials:
     """Encode a list of trials (see :func:`encode_study`); non-complete trials are ignored."""
     wanted = check_params_arg(params)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # Trial-number order whatever order the caller gives: results that depend on row order
+    # (N-RReliefF's tie rule and instance sample, bootstrap resamples) stay reproducible.
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number
+    )
     if wanted:
         seen = {name for t in complete for name in t.distributions}
         missing = [p for p in wanted if p not in seen]
@@ -277,12 +282,22 @@ def encode_trials(
     if wanted is None:
         names = _default_params(usable)
     else:
-        names = wanted
+        # One column order whatever order `params` lists: surrogate fits and quasi-random
+        # designs depend on column order, results must not depend on how the names are listed.
+        names = sorted(wanted)
     stored = [t.distributions for t in usable]
     specs = []
     for name in names:
+        dists = [d[name] for d in stored if name in d]
+        never_active = not dists and wanted is not None
+        if never_active:
+            # Asked for but active only in trials without a usable response: it stays in the
+            # result (importance 0) instead of silently going missing from the asked keys.
+            dists = [t.distributions[name] for t in complete if name in t.distributions]
         try:
-            spec = _merge_spec(name, [d[name] for d in stored if name in d], len(usable))
+            spec = _merge_spec(name, dists, len(usable))
+            if spec is not None and never_active:
+                spec = replace(spec, conditional=bool(usable))
         except ValueError as err:
             if wanted is not None:
                 raise

@@ -14,6 +14,10 @@ from optuna_hpi._encoding import EncodedTrials
 # HistGradientBoosting bins categorical codes; above this many choices a categorical is
 # treated as an ordinal code instead (trees still isolate any choice with two splits).
 _MAX_NATIVE_CATEGORIES = 254
+# scikit-learn never splits a native categorical node on a category seen in fewer than 10
+# trials (MIN_CAT_SUPPORT): with fewer trials per choice a 50-choice parameter was invisible
+# (importance 0 while it explained everything), so such categoricals are ordinal codes too.
+_MIN_CATEGORY_SUPPORT = 10
 
 
 @dataclass(frozen=True)
@@ -58,14 +62,17 @@ class Surrogate:
     """Gradient-boosted trees on the encoded trials of an :class:`EncodedTrials`.
 
     Inactive conditional entries arrive as their explicit out-of-range code
-    (:meth:`EncodedTrials.filled`); categoricals are native categorical features.
+    (:meth:`EncodedTrials.filled`); categoricals are native categorical features when there
+    are at least 10 trials per choice, ordinal codes otherwise.
     """
 
     def __init__(self, data: EncodedTrials, config: SurrogateConfig, seed: int) -> None:
         n = data.n_trials
         leaf = config.min_samples_leaf or int(np.clip(n // 40, 1, 20))
         categorical = [
-            s.kind == "categorical" and len(s.distribution.choices) <= _MAX_NATIVE_CATEGORIES  # type: ignore[attr-defined]
+            s.kind == "categorical"
+            and len(s.distribution.choices) <= _MAX_NATIVE_CATEGORIES  # type: ignore[attr-defined]
+            and n >= _MIN_CATEGORY_SUPPORT * len(s.distribution.choices)  # type: ignore[attr-defined]
             for s in data.specs
         ]
         self._model = HistGradientBoostingRegressor(
