@@ -45,6 +45,18 @@ class MarginalEffect:
         upper: Upper edge of the band.
         observed: ``(value, response)`` of the usable trials in which the parameter is active,
             for a scatter underlay.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import marginal_effects
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(lambda t: (t.suggest_float("x", -1, 1) - 0.5) ** 2, n_trials=30)
+            curve = marginal_effects(study, n_bootstrap=0).curves["x"]
+            print(curve.values[int(curve.mean.argmin())])  # close to 0.5
     """
 
     param: str

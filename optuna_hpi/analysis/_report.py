@@ -59,6 +59,21 @@ class EvaluatorColumn:
             of the sum). Empty for evaluators without intervals.
         result: The rich result of this package's evaluators (``None`` for Optuna's).
         seconds: Wall time the evaluator took.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import importance_report
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", 0, 1) + 0.1 * t.suggest_float("y", 0, 1),
+                n_trials=20,
+            )
+            column = importance_report(study, ("mdi",), n_bootstrap=0).column("mdi")
+            print(column.importances, column.seconds)
     """
 
     name: str
@@ -70,7 +85,25 @@ class EvaluatorColumn:
 
 @dataclass(frozen=True)
 class Interaction:
-    """A pairwise Sobol' index S_ij of the surrogate, with its bootstrap interval."""
+    """A pairwise Sobol' index S_ij of the surrogate, with its bootstrap interval.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import importance_report
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", -1, 1) * t.suggest_float("y", -1, 1), n_trials=40
+            )
+            report = importance_report(
+                study, ("sobol",), n_bootstrap=0, evaluator_options={"sobol": {"n_samples": 256}}
+            )
+            strongest = report.interactions[0]
+            print(strongest.params, strongest.value)
+    """
 
     params: tuple[str, str]
     value: float

@@ -43,6 +43,23 @@ class Perturbation:
         trial_number: Number of the trial that evaluated it.
         objective: Response of that trial in the user's orientation (``nan`` if it failed).
         delta: ``objective`` minus the reference response of the best configuration.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import sensitivity_analysis
+
+
+            def objective(trial):
+                return (trial.suggest_float("x", 0.1, 10, log=True) - 1) ** 2
+
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(objective, n_trials=10)
+            first = sensitivity_analysis(study, objective).perturbations[0]
+            print(first.param, first.label, first.value, first.delta, first.trial_number)
     """
 
     param: str | None
@@ -296,6 +313,24 @@ class MeasuredStep:
         improvement: Measured improvement of the step (positive = better, either direction).
         share: ``improvement`` over the total measured improvement from source to target.
         trial_number: The trial that measured the configuration after the step.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi.analysis import ablation_on_objective
+
+
+            def objective(trial):
+                return -(3 * trial.suggest_int("a", 0, 1) + trial.suggest_int("b", 0, 1))
+
+
+            study = optuna.create_study()
+            study.enqueue_trial({"a": 1, "b": 1})
+            study.optimize(objective, n_trials=1)
+            step = ablation_on_objective(study, objective, {"a": 0, "b": 0}).path[0]
+            print(step.param, step.before, step.after, step.share)  # a 0 1 0.75
     """
 
     param: str
