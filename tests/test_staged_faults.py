@@ -163,12 +163,16 @@ def test_four_workers_one_plan_per_stage(kind: str, tmp_path: Path) -> None:
         study = _load(kind, where, name, 0)
         _check_stages(study, TOTAL + WORKERS - 1)
         stored = {k: study.user_attrs[PLAN_KEY + str(k)] for k in (1, 2)}
-        # Exactly one plan per stage: every worker used the stored one.
+        # Exactly one plan per stage: every worker used the stored one. (A worker starved by
+        # the OS may see the budget used up before it reaches the last stage.)
+        seen: set[str] = set()
         for out in outs:
             used = json.loads(out.read_text())
-            assert set(used) == {"1", "2"}
+            assert "1" in used
+            seen |= set(used)
             for k, text in used.items():
                 assert text == stored[int(k)]
+        assert seen == {"1", "2"}
         assert sorted(k for k in study.user_attrs if k.startswith(PLAN_KEY)) == [
             PLAN_KEY + "1",
             PLAN_KEY + "2",
