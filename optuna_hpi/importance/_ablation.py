@@ -50,6 +50,26 @@ class AblationStep:
             direction). Can be negative: the step alone makes things worse.
         share: ``improvement`` divided by the total predicted improvement from source to target
             (``nan`` when that total is 0). Shares of a path sum to 1.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import AblationImportanceEvaluator
+
+
+            def objective(trial):
+                return -(3 * trial.suggest_int("a", 0, 1) + trial.suggest_int("b", 0, 1))
+
+
+            study = optuna.create_study()
+            for a, b in [(0, 0), (0, 1), (1, 0), (1, 1)] * 3:
+                study.enqueue_trial({"a": a, "b": b})
+            study.optimize(objective, n_trials=12)
+            evaluator = AblationImportanceEvaluator(default_params={"a": 0, "b": 0}, seed=0)
+            for step in evaluator.analyze(study, n_bootstrap=0).path:
+                print(step.params, step.before, step.after, step.predicted, step.share)
     """
 
     params: tuple[str, ...]
@@ -85,6 +105,29 @@ class AblationResult(ImportanceResult):
         predicted_target: Surrogate prediction at the target, in the study's orientation.
         surrogate_r2: 5-fold cross-validated R^2 of the surrogate (``nan`` below 10 trials and
             when called through ``evaluate()``, which skips the cross-validation).
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import AblationImportanceEvaluator
+
+
+            def objective(trial):
+                x = trial.suggest_float("x", 0, 1)
+                opt = trial.suggest_categorical("opt", ["sgd", "adam"])
+                return (x - 0.2) ** 2 + (opt == "sgd")
+
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(objective, n_trials=60)
+            defaults = {"x": 0.9, "opt": "sgd"}
+            evaluator = AblationImportanceEvaluator(default_params=defaults, seed=0)
+            result = evaluator.analyze(study, n_bootstrap=5)
+            print(result.source_kind, result.source, "->", result.target)
+            print(result.predicted_source, result.predicted_target, result.surrogate_r2)
+            print(result.shares, result.intervals)
     """
 
     path: tuple[AblationStep, ...] = ()
