@@ -362,8 +362,9 @@ print(json.dumps(out))
 """
 
 
-# Measured on the 2-core dev machine under load: 164 s (study construction by Optuna's
-# add_trials 107 s; evaluate: Sobol' 14 s, N-RReliefF 8 s, ablation 13 s), peak RSS 550 MiB.
+# Measured on the 2-core dev machine: 46 s quiet, 164 s under load (Optuna's add_trials
+# building the study 107 s; evaluate: Sobol' 14 s, N-RReliefF 8 s, ablation 13 s). Peak RSS
+# of the whole process 550 MiB.
 @pytest.mark.slow
 def test_one_hundred_thousand_trials_stay_under_two_gib(tmp_path: Path) -> None:
     script = tmp_path / "big.py"
