@@ -218,7 +218,7 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             defaults = {"lr": 1e-3, "depth": 6}
             evaluator = AblationImportanceEvaluator(default_params=defaults, seed=0)
             print(optuna.importance.get_param_importances(study, evaluator=evaluator))
-            result = evaluator.analyze(study, n_bootstrap=10)
+            result = evaluator.analyze(study, n_bootstrap=5)
             for step in result.path:
                 print(step.params, step.before, "->", step.after, step.predicted)
 
