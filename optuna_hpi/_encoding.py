@@ -68,6 +68,20 @@ class ParamSpec:
         grid: Encoded values of an int or stepped float parameter, else ``None``.
         weights: Probability of each grid value (or choice) under ``RandomSampler``'s measure.
         conditional: Whether the parameter is inactive in some usable trials.
+
+    Example:
+
+        .. code-block:: python
+
+            import math
+
+            import optuna
+            from optuna_hpi import encode_study
+
+            study = optuna.create_study()
+            study.optimize(lambda t: t.suggest_float("lr", 1e-5, 1e-1, log=True), n_trials=5)
+            spec = encode_study(study).specs[0]
+            assert spec.log and math.isclose(spec.decode(spec.encode(1e-3)), 1e-3)
     """
 
     name: str
@@ -154,6 +168,18 @@ class EncodedTrials:
         X: ``(n_trials, n_params)`` encoded values, ``NaN`` where a parameter is inactive.
         y: ``(n_trials,)`` response, oriented so that lower is better.
         response: How :attr:`y` was made: ``"target"``, ``"objective"`` or ``"pareto_rank"``.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import encode_study
+
+            study = optuna.create_study(direction="maximize")
+            study.optimize(lambda t: t.suggest_int("n", 1, 9), n_trials=5)
+            data = encode_study(study)
+            assert data.params == ["n"] and (data.y == -data.X[:, 0]).all()
     """
 
     trials: list[FrozenTrial]
@@ -209,7 +235,10 @@ class EncodedTrials:
 
 def _choice_key(value: Any) -> tuple[type, Any]:
     # Choices may be unhashable-looking but are None/bool/int/float/str in Optuna; the type is
-    # part of the key because True == 1 == 1.0 would otherwise collide.
+    # part of the key because True == 1 == 1.0 would otherwise collide; NaN != NaN needs one
+    # canonical key.
+    if isinstance(value, float) and math.isnan(value):
+        return (float, "nan")
     return (type(value), value)
 
 
@@ -375,9 +404,11 @@ def _merge_spec(name: str, dists: list[BaseDistribution], n_trials: int) -> Para
     if others:
         unique = [first]
         for d in others:
-            if not any(type(d) is type(u) and d.__dict__ == u.__dict__ for u in unique):
+            # Optuna's __eq__ on the few odd ones out: it treats NaN choices as equal.
+            if not any(d == u for u in unique):
                 unique.append(d)
-        first = _union(name, unique)
+        if len(unique) > 1:
+            first = _union(name, unique)
     return _spec(name, first, conditional=len(dists) < n_trials)
 
 

@@ -38,6 +38,15 @@ class SurrogateConfig:
         n_threads: OpenMP threads for fitting and prediction. One by default: with any other
             load on the machine (``n_jobs > 1``, several workers) multi-threaded boosting was
             measured 20-40x slower on 2 cores because of OpenMP spin-waiting.
+
+    Example:
+
+        .. code-block:: python
+
+            from optuna_hpi import SobolImportanceEvaluator
+            from optuna_hpi import SurrogateConfig
+
+            evaluator = SobolImportanceEvaluator(surrogate=SurrogateConfig(max_iter=400))
     """
 
     max_iter: int = 200

@@ -112,3 +112,13 @@ def test_categorical_codes_keep_types_apart() -> None:
 def test_non_domination_rank() -> None:
     loss = np.array([[1, 4], [2, 2], [4, 1], [3, 3], [5, 5], [2, 2]], dtype=float)
     np.testing.assert_array_equal(non_domination_rank(loss), [0, 0, 0, 1, 2, 0])
+
+
+def test_nan_categorical_choice_merges_across_trials() -> None:
+    rows = [
+        ({"c": v}, {"c": CategoricalDistribution([1.0, float("nan")])}, float(i))
+        for i, v in enumerate([1.0, float("nan"), 1.0])
+    ]
+    data = encode_study(_study(rows))
+    assert data.params == ["c"]
+    np.testing.assert_array_equal(data.X[:, 0], [0, 1, 0])
