@@ -45,6 +45,22 @@ class NRReliefFResult(ImportanceResult):
         n_neighbors: Number of neighbours J actually used (capped at the number of distinct
             trials - 1).
         n_iterations: Number of sampled trials M actually used.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import NRReliefFImportanceEvaluator
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", 0, 1) + 0 * t.suggest_float("z", 0, 1),
+                n_trials=60,
+            )
+            result = NRReliefFImportanceEvaluator(seed=0).analyze(study, n_bootstrap=5)
+            assert result.shares["x"] > result.shares["z"]
+            print(result.values, result.share_intervals)
     """
 
     shares: dict[str, float] = field(default_factory=dict)

@@ -46,6 +46,22 @@ class StabilityResult:
         disjoint: Whether the subsamples were disjoint parts of the trials.
 
     A high ICC shows that the evaluator is reproducible on this study, not that it is right.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import importance_stability
+            from optuna_hpi import NRReliefFImportanceEvaluator
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            study.optimize(
+                lambda t: t.suggest_float("x", 0, 1) + 0.1 * t.suggest_float("y", 0, 1),
+                n_trials=80,
+            )
+            result = importance_stability(study, NRReliefFImportanceEvaluator(seed=0))
+            print(result.icc, dict(zip(result.params, result.std)))
     """
 
     params: list[str]

@@ -93,6 +93,23 @@ class StagePlan:
         intervals: Bootstrap interval of each importance (empty if none could be computed).
         method: The evaluator's name for :attr:`importances`.
         best_trial: Number of the best trial behind the plan.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import StagedStudy
+
+            def objective(trial):
+                lr = trial.suggest_float("learning_rate", 1e-4, 1e-1, log=True)
+                return (lr - 0.01) ** 2 + trial.suggest_float("alpha", 0, 1) * 1e-3
+
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+            staged = StagedStudy.three_stage(study, n_trials=(6, 6, 6))
+            staged.optimize(objective)
+            for plan in staged.plans:
+                print(plan.stage, plan.name, plan.frozen, plan.reasons)
     """
 
     stage: int
