@@ -26,13 +26,13 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 import pytest
 
-from optuna_hpi import SobolImportanceEvaluator
 from optuna_hpi import Stage
 from optuna_hpi import StagedSampler
 from optuna_hpi import StagedStudy
-from optuna_hpi import SurrogateConfig
 from optuna_hpi.staged._sampler import PLAN_KEY
 from optuna_hpi.staged._sampler import STAGE_KEY
+from tests.staged_helpers import light_evaluator
+from tests.staged_helpers import lr_objective
 
 
 POSTGRES_URL = os.environ.get("OPTUNA_HPI_TEST_POSTGRES_URL")
@@ -52,22 +52,8 @@ TOTAL = 3 * N
 WORKERS = 4
 
 
-def _evaluator() -> SobolImportanceEvaluator:
-    return SobolImportanceEvaluator(
-        index="total",
-        n_samples=64,
-        n_bootstrap=8,
-        surrogate=SurrogateConfig(max_iter=20, learning_rate=0.3),
-        seed=0,
-    )
-
-
-def _objective(trial: optuna.Trial) -> float:
-    lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
-    wd = trial.suggest_float("wd", 1e-6, 1e-1, log=True)
-    units = trial.suggest_int("units", 8, 64, step=8)
-    time.sleep(0.02)
-    return (math.log10(lr) + 2) ** 2 + 0.1 * wd + 1.0 / units
+_evaluator = light_evaluator
+_objective = lr_objective
 
 
 def _storage(kind: str, where: str, heartbeat: bool = False) -> BaseStorage:

@@ -3,47 +3,31 @@
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing as mp
 import os
 from pathlib import Path
-import time
 
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from optuna_hpi import SobolImportanceEvaluator
 from optuna_hpi import Stage
 from optuna_hpi import StagedStudy
 from optuna_hpi import StagePlan
-from optuna_hpi import SurrogateConfig
 from optuna_hpi.staged._plan import compute_plan
 from optuna_hpi.staged._plan import PlanRules
 from optuna_hpi.staged._sampler import PLAN_KEY
 from optuna_hpi.staged._sampler import STAGE_KEY
+from tests.staged_helpers import light_evaluator
+from tests.staged_helpers import lr_objective
 
 
 STAGES = [Stage(6, params=("lr",)), Stage(6, freeze=True), Stage(6)]
 
 
-def _evaluator() -> SobolImportanceEvaluator:
-    return SobolImportanceEvaluator(
-        index="total",
-        n_samples=64,
-        n_bootstrap=8,
-        surrogate=SurrogateConfig(max_iter=20, learning_rate=0.3),
-        seed=0,
-    )
-
-
-def _objective(trial: optuna.Trial) -> float:
-    lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
-    wd = trial.suggest_float("wd", 1e-6, 1e-1, log=True)
-    units = trial.suggest_int("units", 8, 64, step=8)
-    time.sleep(0.02)
-    return (math.log10(lr) + 2) ** 2 + 0.1 * wd + 1.0 / units
+_evaluator = light_evaluator
+_objective = lr_objective
 
 
 def _storage(path: str) -> JournalStorage:
