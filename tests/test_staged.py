@@ -180,6 +180,35 @@ def test_unfrozen_param_history_hides_frozen_values() -> None:
     assert evaluator.calls[1] == ["x"]
 
 
+@pytest.mark.parametrize("preset", ["three_stage", "importance_driven"])
+def test_preset_final_stage_searches_full_ranges_with_free_history(preset: str) -> None:
+    # The learning rate is narrowed in stage 2 (confident importance); the last stage must hand
+    # the base sampler the user's full range and every earlier value drawn while lr was free,
+    # including those outside the narrowed range, so that the joint optimum stays reachable.
+    spy = SpySampler()
+    study = optuna.create_study(sampler=spy)
+    evaluator = FixedEvaluator({"learning_rate": 0.9, "alpha": 0.08, "width": 0.02})
+    staged = getattr(StagedStudy, preset)(study, n_trials=(8, 8, 6), evaluator=evaluator)
+    staged.optimize(mlp_like)
+    plans = staged.plans
+    narrow = plans[1].narrowed["learning_rate"]
+    assert isinstance(narrow, FloatDistribution)
+    assert plans[2].narrowed == {}
+    assert plans[2].free == ("alpha", "learning_rate", "width")
+    outside = [
+        t.params["learning_rate"]
+        for t in study.trials[:8]
+        if not narrow.low <= t.params["learning_rate"] <= narrow.high
+    ]
+    assert outside, "stage 1 drew no learning rate outside the narrowed range; change the seed"
+    final_calls = [c for c in spy.seen if c[0] >= 16 and c[1] == "learning_rate"]
+    assert len(final_calls) == 6
+    for number, _, dist, history in final_calls:
+        assert dist == LR
+        assert set(outside) <= set(history)
+        assert len(history) == number  # every earlier trial had lr free
+
+
 def _trial(number: int, value: float, params: dict[str, Any], dists: dict[str, Any]) -> Any:
     t = create_trial(value=value, params=params, distributions=dists)
     t.number = number
@@ -319,3 +348,40 @@ def test_pruner_threads_and_ask_and_tell() -> None:
     assert [t.params["units"] for t in tell_study.trials[:4]] == [8] * 4
     assert [t.user_attrs[STAGE_KEY] for t in tell_study.trials] == [0] * 4 + [1] * 4
     assert json.loads(tell_study.user_attrs["optuna_hpi:staged:config"])["lag"] == 0
+
+
+def _gp_sampler() -> optuna.samplers.BaseSampler:
+    pytest.importorskip("torch", reason="GPSampler needs torch (.ci/run installs it)")
+    return optuna.samplers.GPSampler(seed=0, n_startup_trials=4)
+
+
+@pytest.mark.parametrize(
+    "make_base",
+    [
+        lambda: optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=4),
+        lambda: optuna.samplers.RandomSampler(seed=0),
+        lambda: optuna.samplers.QMCSampler(seed=0, warn_independent_sampling=False),
+        _gp_sampler,
+    ],
+    ids=["tpe-multivariate", "random", "qmc", "gp"],
+)
+def test_any_base_sampler_obeys_the_plans(make_base: Any) -> None:
+    study = optuna.create_study(sampler=make_base())
+    evaluator = FixedEvaluator({"learning_rate": 0.9, "alpha": 0.08, "width": 0.02})
+    staged = StagedStudy.three_stage(
+        study, n_trials=(6, 6, 6), defaults={"width": 64}, evaluator=evaluator
+    )
+    staged.optimize(mlp_like)
+    trials = study.trials
+    plans = staged.plans
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 18
+    assert {t.params["width"] for t in trials[:12]} == {64}
+    assert [t.params["alpha"] for t in trials[:6]] == [pytest.approx(1e-4)] * 6
+    narrow = plans[1].narrowed["learning_rate"]
+    assert all(narrow._contains(t.params["learning_rate"]) for t in trials[6:12])
+    assert len({t.params["width"] for t in trials[12:]}) > 1
+    for t in trials:
+        assert t.distributions == {"learning_rate": LR, "alpha": ALPHA, "width": WIDTH}
+        for name, value in t.params.items():
+            dist = t.distributions[name]
+            assert dist._contains(dist.to_internal_repr(value)), (t.number, name, value)

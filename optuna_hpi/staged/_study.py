@@ -120,10 +120,12 @@ class StagedStudy:
         Stage 1 moves only parameters with the ``learning_rate`` role and holds the others at
         their defaults; stage 2 moves learning rate (narrowed around stage 1's best trials
         when its importance is confident) and ``regularization`` parameters, holding the rest;
-        stage 3 moves every parameter, keeping narrowed ranges only where the evidence is
-        confident. Roles come from ``roles`` or the parameter names
-        (:func:`~optuna_hpi.staged.infer_role`); defaults from ``defaults`` or the centre of
-        each range on the sampler's scale (:func:`~optuna_hpi.staged.default_value`).
+        stage 3 moves every parameter over the user's full ranges (a range narrowed while other
+        parameters sat at their defaults may exclude the joint optimum), with the history of
+        each parameter limited to the trials in which it was free. Roles come from ``roles``
+        or the parameter names (:func:`~optuna_hpi.staged.infer_role`); defaults from
+        ``defaults`` or the centre of each range on the sampler's scale
+        (:func:`~optuna_hpi.staged.default_value`).
         """
         return cls(study, three_stage(n_trials), roles=roles, defaults=defaults, **kwargs)
 
@@ -131,7 +133,10 @@ class StagedStudy:
     def importance_driven(
         cls, study: Study, n_trials: Sequence[int] = (30, 40, 30), **kwargs: Any
     ) -> StagedStudy:
-        """Explore all -> freeze confidently unimportant, narrow important -> all again."""
+        """Explore all -> freeze confidently unimportant, narrow important -> all again.
+
+        The last stage moves every parameter over the user's full ranges.
+        """
         return cls(study, importance_driven(n_trials), **kwargs)
 
     @property
