@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 import sys
 
@@ -101,7 +102,7 @@ def speed(ns: list[int], ds: list[int], fanova_max_n: int, repeats: int) -> list
 
 
 PEAK_CODE = """
-import resource, sys, time, tracemalloc
+import sys, time, tracemalloc
 sys.path.insert(0, {bench!r})
 from _common import g_function_study
 from optuna_hpi import SobolImportanceEvaluator
@@ -112,7 +113,9 @@ wall, cpu = time.perf_counter(), time.process_time()
 evaluator.evaluate(study)
 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 peak = tracemalloc.get_traced_memory()[1] / 2**20
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork + exec.
+with open("/proc/self/status") as f:
+    rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 print(wall, cpu, peak, rss)
 """
 
@@ -131,7 +134,8 @@ def main() -> None:
         "## Sobol' evaluator: accuracy and speed",
         "",
         f"Command: `python benchmarks/bench_sobol.py{' --quick' if args.quick else ''}` "
-        "(2-core machine shared with other jobs; all columns measured in the same run).",
+        f"({os.cpu_count()}-core machine, 1-minute load average {os.getloadavg()[0]:.1f} at "
+        "the start; all columns measured in the same run).",
         "",
         "### Accuracy: max |normalized importance - normalized analytic index| "
         f"(median over seeds {seeds})",

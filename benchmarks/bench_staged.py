@@ -51,6 +51,9 @@ HPOBENCH = [
 ]
 SKLEARN = "sklearn_hgb_breast_cancer"
 METHODS = ["three_stage", "importance", "tpe", "random"]
+# Ablations of the three-stage preset's last stage (``--methods``): the previous rule that kept
+# the ranges narrowed in stage 2, and the final stage without the hidden held-value history.
+ABLATIONS = ["three_stage_narrowed_last", "three_stage_unhidden_last"]
 N_TRIALS = 100
 CHECKPOINTS = (25, 50, 100)
 
@@ -149,6 +152,19 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
     t0 = time.time()
     if method == "three_stage":
         StagedStudy.three_stage(study, n_trials=(20, 30, 50)).optimize(task.objective)
+    elif method in ABLATIONS:
+        from optuna_hpi import Stage
+        from optuna_hpi.staged._stage import three_stage
+
+        stages = three_stage((20, 30, 50))
+        if method == "three_stage_narrowed_last":
+            stages[-1] = Stage(50, name="fine_tune")
+        staged = StagedStudy(study, stages)
+        if method == "three_stage_unhidden_last":
+            sampler = staged.sampler
+            visible = sampler._visible  # private: this ablation switches off one internal rule
+            sampler._visible = lambda s, k, t: t if k == 2 else visible(s, k, t)  # type: ignore
+        staged.optimize(task.objective)
     elif method == "importance":
         StagedStudy.importance_driven(study, n_trials=(30, 40, 30)).optimize(task.objective)
     else:
@@ -249,7 +265,7 @@ def summarize(curves: dict[tuple[str, str], np.ndarray], tasks: list[str], cmd: 
     lines.append("")
     lines.append("### Verdict per staged method")
     lines.append("")
-    for m in ("three_stage", "importance"):
+    for m in (m for m in METHODS if m not in ("tpe", "random")):
         worse = [t for (t, mm, p, flag, *_r) in summary_rows if mm == m and "worse" in flag]
         better = [t for (t, mm, p, flag, *_r) in summary_rows if mm == m and "better" in flag]
         fast = [
@@ -306,6 +322,13 @@ def main() -> None:
     parser.add_argument("--sklearn-seeds", type=int, default=20)
     parser.add_argument("--tasks", nargs="*", default=HPOBENCH + [SKLEARN])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--methods",
+        nargs="*",
+        default=METHODS,
+        choices=METHODS + ABLATIONS,
+        help="methods to run and compare ('tpe' is always included as the reference)",
+    )
     parser.add_argument("--cache-dir", default="/tmp/optuna_hpi_bench")
     parser.add_argument("--out-json", default="/tmp/optuna_hpi_bench/staged_curves.json")
     parser.add_argument("--out-md", default=str(Path(__file__).with_name("results_staged.md")))
@@ -322,6 +345,7 @@ def main() -> None:
     cmd = "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python benchmarks/bench_staged.py " + " ".join(
         sys.argv[1:]
     )
+    METHODS[:] = list(dict.fromkeys(["tpe", *args.methods]))
     cache = Path(args.cache_dir)
     if SKLEARN in args.tasks:
         _hgb_table(cache)  # build once, before forking workers
@@ -364,7 +388,10 @@ def main() -> None:
     text += "Median wall time per 100-trial run (s): " + ", ".join(
         f"{m} {np.median(v):.1f}" for m, v in secs.items()
     )
-    text += f"\n\n![regret curves]({Path(args.out_png).name})\n"
+    if Path(args.out_png).resolve().parent == Path(args.out_md).resolve().parent:
+        text += f"\n\n![regret curves]({Path(args.out_png).name})\n"
+    else:
+        text += "\n"
     Path(args.out_md).write_text(text)
     plot(curves, args.tasks, Path(args.out_png))
     print(text)

@@ -22,8 +22,9 @@ def main() -> None:
         "# Benchmark results",
         "",
         "Produced by the scripts in this folder; each section names the command that made it",
-        "(merged with `python benchmarks/collect_results.py`). All were run on a 2-core machine",
-        "shared with other jobs: compare columns measured in the same run, not absolute times.",
+        "(merged with `python benchmarks/collect_results.py`). All were run on a 2-core machine,",
+        "some while it was shared with other jobs: compare columns measured in the same run, not",
+        "absolute times across sections.",
         "",
     ]
     body = [p.read_text().rstrip() + "\n" for p in parts]

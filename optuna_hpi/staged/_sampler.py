@@ -124,7 +124,11 @@ class StagedSampler(BaseSampler):
       single value is frozen instead; categorical choices are never reduced;
     * the base sampler sees, for each parameter, only the trials in which that parameter was
       free (and, while it is narrowed, only values inside the narrowed range): a parameter that
-      becomes free again is not pulled back to the value it was frozen at.
+      becomes free again is not pulled back to the value it was frozen at. A relative
+      (multivariate) base sampler models only the trials in which every parameter it is asked
+      for was visible, so a stage that frees a parameter for the first time starts that joint
+      model afresh: the base sampler's own startup rule applies again (independent sampling
+      until it has enough such trials).
 
     Not supported: :class:`~optuna.samplers.CmaEsSampler` (its single optimizer cannot change
     dimension between stages; it raises ``TypeError`` here). Use TPE, Random, QMC or GP.
