@@ -311,6 +311,16 @@ def test_config_mismatch_and_cmaes_are_refused() -> None:
         Stage(3, params="lr")  # type: ignore[arg-type]
 
 
+def test_unseeded_evaluator_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    # Processes would draw different seeds and could disagree on a stage's plan.
+    with caplog.at_level("WARNING"):
+        StagedSampler(None, [Stage(3)], evaluator=SobolImportanceEvaluator(seed=0))
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        StagedSampler(None, [Stage(3)], evaluator=SobolImportanceEvaluator())
+    assert any("no `seed`" in r.getMessage() for r in caplog.records)
+
+
 def test_pruner_threads_and_ask_and_tell() -> None:
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)

@@ -57,6 +57,8 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
 
     def __init__(self, *, seed: int | None, n_bootstrap: int, confidence: float) -> None:
         self._seed = check_seed(seed)
+        # A drawn seed differs between processes: StagedSampler warns about it.
+        self._seed_given = seed is not None
         self._n_bootstrap = check_positive_int("n_bootstrap", n_bootstrap, minimum=0)
         if not 0.0 < confidence < 1.0:
             raise ValueError(f"`confidence` must be in (0, 1), got {confidence!r}.")

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_hpi._surrogate import SurrogateConfig
+from optuna_hpi.importance._base import HpiImportanceEvaluator
 from optuna_hpi.importance._sobol import SobolImportanceEvaluator
 from optuna_hpi.staged._plan import compute_plan
 from optuna_hpi.staged._plan import initial_plan
@@ -162,7 +163,8 @@ class StagedSampler(BaseSampler):
         base_sampler: The sampler that samples free parameters (``None``: TPE).
         stages: The stages, in order.
         evaluator: Importance evaluator for the plans (default: :func:`default_evaluator`).
-            It must be deterministic, or workers may compute different plans.
+            It must be deterministic, or workers may compute different plans: give this
+            package's evaluators a ``seed`` (a warning says so otherwise).
         roles: Role of parameters by name, overriding the name rules of
             :func:`~optuna_hpi.staged.infer_role`.
         defaults: Value of parameters held before they were ever free; others use
@@ -212,6 +214,14 @@ class StagedSampler(BaseSampler):
             )
         if evaluator is not None and not isinstance(evaluator, BaseImportanceEvaluator):
             raise TypeError(f"`evaluator` must be an importance evaluator, got {evaluator!r}.")
+        if isinstance(evaluator, HpiImportanceEvaluator) and not evaluator._seed_given:
+            # Each process would draw its own seed, so workers on one storage could compute
+            # different plans for the same stage (the first stored one wins, but a worker that
+            # already used its own would disagree).
+            _logger.warning(
+                f"The {type(evaluator).__name__} given to StagedSampler has no `seed`; pass "
+                "e.g. seed=0 so that every worker computes the same stage plans."
+            )
         if stale_after is not None and stale_after < 0:
             raise ValueError(f"`stale_after` must be >= 0 or None, got {stale_after!r}.")
         self._base = base_sampler
