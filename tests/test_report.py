@@ -175,6 +175,26 @@ def test_report_argument_errors(linear_study: optuna.Study) -> None:
     assert report.response == "pareto_rank"
 
 
+class Broken(optuna.importance.BaseImportanceEvaluator):
+    def evaluate(self, study: Any, params: Any = None, *, target: Any = None) -> dict[str, float]:
+        raise RuntimeError("boom")
+
+
+def test_a_failing_evaluator_costs_only_its_column(linear_study: optuna.Study) -> None:
+    with pytest.warns(UserWarning, match="'Broken' failed and is left out.*boom"):
+        report = importance_report(linear_study, ("mdi", Broken()), n_bootstrap=0)
+    assert report.evaluators == ["mdi"]
+    assert report.failed == {"Broken": "RuntimeError: boom"}
+    alone = importance_report(linear_study, ("mdi",), n_bootstrap=0)
+    assert report.column("mdi").importances == alone.column("mdi").importances
+    assert alone.failed == {}
+    assert "Broken failed and is left out: RuntimeError: boom" in report.to_text()
+    assert json.loads(report.to_json())["failed"] == {"Broken": "RuntimeError: boom"}
+    # When nothing is left, the error itself reaches the user.
+    with pytest.raises(RuntimeError, match="boom"):
+        importance_report(linear_study, (Broken(),), n_bootstrap=0)
+
+
 def test_report_progress_messages(linear_study: optuna.Study) -> None:
     messages: list[str] = []
     importance_report(linear_study, ("mdi", "pedanova"), n_bootstrap=0, progress=messages.append)

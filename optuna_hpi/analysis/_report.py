@@ -134,6 +134,8 @@ class ImportanceReport:
         response: What was explained: ``"objective"``, ``"target"`` or ``"pareto_rank"``.
         confidence: Level of the intervals.
         surrogate_r2: Cross-validated R^2 of the Sobol' surrogate (``nan`` if not computed).
+        failed: Evaluators that raised, with the error (``"TypeName: message"``); they have no
+            column, so one evaluator's limitation does not cost the others' results.
 
     Example:
 
@@ -168,6 +170,7 @@ class ImportanceReport:
     response: str = "objective"
     confidence: float = 0.95
     surrogate_r2: float = float("nan")
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def evaluators(self) -> list[str]:
@@ -196,6 +199,7 @@ class ImportanceReport:
                 for c in self.columns
             },
             "seconds": {c.name: round(c.seconds, 3) for c in self.columns},
+            "failed": dict(self.failed),
             "sobol": {
                 "first": _nums(self.sobol_first),
                 "total": _nums(self.sobol_total),
@@ -285,6 +289,7 @@ class ImportanceReport:
             if kind is not None:
                 notes.append(f"{c.name} starts from the {kind.replace('_', ' ')} configuration")
         notes.append("time: " + ", ".join(f"{c.name} {c.seconds:.1f} s" for c in self.columns))
+        notes += [f"{name} failed and is left out: {error}" for name, error in self.failed.items()]
         lines.extend(f"({n})" for n in notes)
         if self.interactions:
             lines.append("")
@@ -386,6 +391,9 @@ def importance_report(
             ``{"sobol": {"n_samples": 1024}}``.
         progress: Called with a short message before each evaluator (e.g. print to stderr).
 
+    An evaluator that raises while analysing is left out with a warning and listed in
+    :attr:`ImportanceReport.failed`; the error is raised only when every evaluator fails.
+
     Raises:
         ValueError: unknown evaluator name, no evaluator, or a multi-objective study without
             ``target`` when one of Optuna's evaluators is requested.
@@ -424,6 +432,7 @@ def importance_report(
     data = encode_study(study, params, target)
     columns: list[EvaluatorColumn] = []
     sobol: SobolResult | None = None
+    failed: dict[str, str] = {}
     for k, (name, ev) in enumerate(built):
         message = f"[{k + 1}/{len(built)}] {name} on {data.n_trials} trials"
         if progress is not None:
@@ -431,14 +440,26 @@ def importance_report(
         _logger.info(message)
         start = time.perf_counter()
         result: ImportanceResult | None = None
-        if isinstance(ev, HpiImportanceEvaluator):
-            result = ev.analyze_encoded(data, n_bootstrap)
-            raw: Mapping[str, float] = result.values
-        else:
-            with warnings.catch_warnings():
-                # PED-ANOVA warns that a `target` is minimized: the report's convention too.
-                warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
-                raw = ev.evaluate(study, params=params, target=target)
+        try:
+            if isinstance(ev, HpiImportanceEvaluator):
+                result = ev.analyze_encoded(data, n_bootstrap)
+                raw: Mapping[str, float] = result.values
+            else:
+                with warnings.catch_warnings():
+                    # PED-ANOVA warns that a `target` is minimized: the report's convention.
+                    warnings.filterwarnings(
+                        "ignore", message="PedAnovaImportanceEvaluator computes"
+                    )
+                    raw = ev.evaluate(study, params=params, target=target)
+        except Exception as error:
+            if not columns and len(failed) == len(built) - 1:
+                raise  # every evaluator failed: the user needs the error itself
+            failed[name] = f"{type(error).__name__}: {error}"
+            warnings.warn(
+                f"Evaluator {name!r} failed and is left out of the report: {failed[name]}",
+                stacklevel=2,
+            )
+            continue
         seconds = time.perf_counter() - start
         shares, total = normalize(raw) if raw else ({}, 0.0)
         intervals: dict[str, Interval] = {}
@@ -489,4 +510,5 @@ def importance_report(
         response=data.response,
         confidence=next((c.result.confidence for c in columns if c.result is not None), 0.95),
         surrogate_r2=sobol.surrogate_r2 if sobol else math.nan,
+        failed=failed,
     )
