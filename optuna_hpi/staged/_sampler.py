@@ -367,7 +367,17 @@ class StagedSampler(BaseSampler):
             narrowed = param_distribution
         else:
             narrowed = self._narrowed(plan, param_name, param_distribution)
-        view = cast("Study", _StudyView(study, lambda t: self._visible(study, k, t)))
+
+        def without_hidden(t: FrozenTrial) -> FrozenTrial | None:
+            # A trial whose value of this parameter is hidden is left out altogether, so the
+            # base sampler's startup rule counts only trials that say something about it
+            # (and GPSampler does not warn about a "dynamic search space" it never had).
+            v = self._visible(study, k, t)
+            if v is not None and param_name in t.params and param_name not in v.params:
+                return None
+            return v
+
+        view = cast("Study", _StudyView(study, without_hidden))
         value = self._base.sample_independent(view, trial, param_name, narrowed)
         return _clip(value, narrowed)
 
