@@ -127,16 +127,15 @@ class SpySampler(optuna.samplers.RandomSampler):
     def __init__(self) -> None:
         super().__init__(seed=0)
         self.seen: list[tuple[int, str, BaseDistribution, list[Any]]] = []
+        self.n_complete: list[int] = []  # complete trials the base sampler was shown, per call
 
     def sample_independent(
         self, study: Any, trial: Any, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        history = [
-            t.params[param_name]
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if param_name in t.params
-        ]
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        history = [t.params[param_name] for t in complete if param_name in t.params]
         self.seen.append((trial.number, param_name, param_distribution, history))
+        self.n_complete.append(len(complete))
         return super().sample_independent(study, trial, param_name, param_distribution)
 
 
@@ -167,6 +166,10 @@ def test_unfrozen_param_history_hides_frozen_values() -> None:
         assert dist == FloatDistribution(0.0, 1.0)
         # The explore stage's values and the final stage's own, never the 10 frozen ones.
         assert history == explore + [t.params["noise"] for t in study.trials[20:number]]
+    # The focus stage's trials are left out altogether, so the base sampler's startup rule
+    # counts only trials that say something about 'noise'.
+    counts = [n for c, n in zip(spy.seen, spy.n_complete) if c[0] >= 20 and c[1] == "noise"]
+    assert counts == [len(h) for *_, h in final_calls]
     # x is narrowed in the focus stage: the base sampler gets the narrowed copy and only the
     # history inside it; the stored distribution stays the user's.
     narrow = plan.narrowed["x"]
