@@ -287,7 +287,7 @@ def timing(sizes: list[int], dims: list[int], fanova_at: tuple[int, int] | None)
         "### `evaluate()` time in seconds: wall (CPU of this process), median of 3 runs; "
         "1 run when > 5 s",
         "",
-        "CPU time is the less load-sensitive number on this shared machine.",
+        "CPU time is the less load-sensitive number when the machine is shared.",
         "",
         header,
         "| " + " | ".join(["---:"] * (len(makers) + 2)) + " |",
@@ -355,8 +355,8 @@ def main() -> None:
         "",
         f"Command: `{command}` (OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1, set by the script). "
         f"Python {sys.version.split()[0]}, optuna {optuna.__version__}, {platform.machine()}, "
-        f"{os.cpu_count()} cores shared with other jobs: absolute times are noisy, ratios "
-        "within one table are measured in the same run.",
+        f"{os.cpu_count()} cores, 1-minute load average {os.getloadavg()[0]:.1f} at the start: "
+        "ratios within one table are measured in the same run.",
         "",
         *acc,
         "",
