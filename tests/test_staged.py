@@ -22,6 +22,7 @@ from optuna_hpi import StagePlan
 from optuna_hpi import SurrogateConfig
 from optuna_hpi.staged import default_value
 from optuna_hpi.staged import infer_role
+from optuna_hpi.staged import load_plans
 from optuna_hpi.staged import PlanRules
 from optuna_hpi.staged._plan import compute_plan
 from optuna_hpi.staged._plan import initial_plan
@@ -64,55 +65,116 @@ def mlp_like(trial: optuna.Trial) -> float:
     return (math.log10(lr) + 2.0) ** 2 + 0.05 * (math.log10(alpha) + 4) ** 2 + 10.0 / width
 
 
-def test_roles_and_defaults() -> None:
-    for name in ("learning_rate", "lr", "eta", "learning_rate_init", "encoder_lr"):
-        assert infer_role(name) == "learning_rate"
-    for name in ("weight_decay", "alpha", "l2", "lambda", "dropout", "max_depth", "reg_alpha"):
-        assert infer_role(name) == "regularization"
-    for name in ("width", "batch_size", "n_layers", "optimizer"):
-        assert infer_role(name) == "other"
+# Real parameter names from scikit-learn, LightGBM, XGBoost and PyTorch code, and their role.
+ROLE_TABLE = {
+    # scikit-learn
+    "learning_rate_init": "learning_rate",
+    "eta0": "learning_rate",
+    "alpha": "regularization",
+    "C": "regularization",
+    "l1_ratio": "regularization",
+    "max_depth": "regularization",
+    "min_samples_leaf": "regularization",
+    "max_features": "regularization",
+    "hidden_layer_sizes": "other",
+    "n_estimators": "other",
+    "batch_size": "other",
+    "momentum": "other",
+    # LightGBM
+    "learning_rate": "learning_rate",
+    "num_leaves": "other",
+    "lambda_l1": "regularization",
+    "lambda_l2": "regularization",
+    "reg_alpha": "regularization",
+    "min_child_samples": "regularization",
+    "min_data_in_leaf": "regularization",
+    "feature_fraction": "regularization",
+    "bagging_fraction": "regularization",
+    "bagging_freq": "other",
+    # XGBoost
+    "eta": "learning_rate",
+    "gamma": "regularization",
+    "min_child_weight": "regularization",
+    "subsample": "regularization",
+    "colsample_bytree": "regularization",
+    "lambda": "regularization",
+    # PyTorch
+    "lr": "learning_rate",
+    "base_lr": "learning_rate",
+    "max_lr": "learning_rate",
+    "lr_head": "learning_rate",
+    "encoder_lr": "learning_rate",
+    "baseLR": "learning_rate",
+    "weight_decay": "regularization",
+    "dropout": "regularization",
+    "drop_rate": "regularization",
+    "n_units_l1": "other",
+    "hidden_l2": "other",
+    "n_layers": "other",
+    "optimizer": "other",
+    "eps": "other",
+    "width": "other",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROLE_TABLE))
+def test_roles_by_whole_tokens(name: str) -> None:
+    assert infer_role(name) == ROLE_TABLE[name], name
+
+
+def test_defaults_and_unknown_roles() -> None:
     assert default_value(FloatDistribution(1e-4, 1.0, log=True)) == pytest.approx(1e-2)
     assert default_value(FloatDistribution(0.0, 0.9, step=0.3)) == pytest.approx(0.6)
     assert default_value(IntDistribution(1, 3)) == 2
     assert default_value(IntDistribution(16, 1024, log=True)) == 128
     assert default_value(CategoricalDistribution(["adam", "sgd"])) == "adam"
+    with pytest.raises(ValueError, match="Unknown role 'learningrate'.*'learning_rate'"):
+        StagedStudy.three_stage(optuna.create_study(), roles={"lr": "learningrate"})
+    # A role that a stage names is valid.
+    StagedSampler(None, [Stage(3, roles=("head",)), Stage(3)], roles={"lr_head": "head"})
 
 
-def test_three_stage_holds_frozen_values_and_keeps_user_distributions() -> None:
+def test_three_stage_holds_the_incumbent_and_keeps_user_distributions() -> None:
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     staged = StagedStudy.three_stage(
-        study, n_trials=(8, 10, 8), defaults={"width": 64}, evaluator=fast_evaluator()
+        study, n_trials=(16, 10, 8), defaults={"width": 64}, evaluator=fast_evaluator()
     )
     staged.optimize(mlp_like)
     trials = study.trials
-    assert len(trials) == 26
-    assert [t.user_attrs[STAGE_KEY] for t in trials] == [0] * 8 + [1] * 10 + [2] * 8
-    # Stage 1: only the learning rate moves; the others sit at their defaults.
-    assert {t.params["width"] for t in trials[:8]} == {64}
-    assert [t.params["alpha"] for t in trials[:8]] == [pytest.approx(1e-4)] * 8
-    assert len({t.params["learning_rate"] for t in trials[:8]}) == 8
-    # Stage 2: width still held (never free before -> default), alpha moves.
+    assert len(trials) == 34
+    # A warm start of 4 full-space trials, then learning rate, regularization, fine-tune.
+    assert [t.user_attrs[STAGE_KEY] for t in trials] == [0] * 4 + [1] * 12 + [2] * 10 + [3] * 8
+    assert trials[0].params["width"] == 64  # the user's defaults are evaluated first
+    assert len({t.params["alpha"] for t in trials[:4]}) == 4
     plans = staged.plans
-    assert [p.stage for p in plans] == [0, 1, 2]
-    assert plans[1].frozen == {"width": 64}
-    assert {t.params["width"] for t in trials[8:18]} == {64}
-    assert len({t.params["alpha"] for t in trials[8:18]}) == 10
-    # Stage 3 moves everything again.
-    assert len({t.params["width"] for t in trials[18:]}) > 1
-    assert plans[2].frozen == {}
-    # Narrowed values stay inside the narrowed range, stored distributions are the user's.
-    for k in (1, 2):
+    assert [p.stage for p in plans] == [0, 1, 2, 3]
+    # Stage 1: only the learning rate moves; the others sit at the warm start's best values.
+    best = trials[plans[1].best_trial]  # type: ignore[index]
+    assert plans[1].best_trial == min(trials[:4], key=lambda t: t.value).number  # type: ignore
+    assert plans[1].frozen == {"alpha": best.params["alpha"], "width": best.params["width"]}
+    assert {t.params["width"] for t in trials[4:16]} == {best.params["width"]}
+    assert {t.params["alpha"] for t in trials[4:16]} == {best.params["alpha"]}
+    assert len({t.params["learning_rate"] for t in trials[4:16]}) == 12
+    # Stage 2: width held at the incumbent's value, alpha moves, the learning rate is narrowed.
+    assert plans[2].frozen == {"width": best.params["width"]}
+    assert {t.params["width"] for t in trials[16:26]} == {best.params["width"]}
+    assert len({t.params["alpha"] for t in trials[16:26]}) == 10
+    assert "learning_rate" in plans[2].narrowed
+    # The last stage moves everything again over the user's ranges.
+    assert len({t.params["width"] for t in trials[26:]}) > 1
+    assert plans[3].frozen == {} and plans[3].narrowed == {}
+    for k in (1, 2, 3):
         for name, narrow in plans[k].narrowed.items():
             lo, hi = plans[k].start, plans[k].stop or len(trials)
             for t in trials[lo:hi]:
                 assert narrow.low <= t.params[name] <= narrow.high  # type: ignore[attr-defined]
-    assert "learning_rate" in plans[1].narrowed
     for t in trials:
         assert t.distributions == {"learning_rate": LR, "alpha": ALPHA, "width": WIDTH}
     # Plans live in the study's user attributes as JSON and round-trip exactly.
-    for k in (1, 2):
+    for k in (1, 2, 3):
         raw = study.user_attrs[PLAN_KEY + str(k)]
         assert StagePlan.from_json(raw).to_json() == raw
+    assert [p.to_json() for p in load_plans(study)] == [p.to_json() for p in plans]
     # Optuna's own tools still work on the staged study.
     assert set(optuna.importance.get_param_importances(study)) == {
         "learning_rate",
@@ -139,11 +201,16 @@ class SpySampler(optuna.samplers.RandomSampler):
         return super().sample_independent(study, trial, param_name, param_distribution)
 
 
-def test_unfrozen_param_history_hides_frozen_values() -> None:
+def test_unfrozen_param_history_shows_held_values_as_uninformative_draws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 'noise' has no effect: frozen in the focus stage, free again in the final stage. The base
-    # sampler must not see the focus stage's constant values (the unfreezing trap), and while
-    # a parameter is narrowed it must not see values outside the narrowed range.
+    # sampler must not see the focus stage's constant values (the unfreezing trap), yet it must
+    # keep those trials (a multivariate model needs them); while a parameter is narrowed it
+    # must not see values outside the narrowed range.
     evaluator = FixedEvaluator({"x": 0.98, "noise": 0.0})
+    local = ({"x": 1.0, "noise": 0.0}, {"x": (0.9, 1.0), "noise": (0.0, 0.01)})
+    monkeypatch.setattr("optuna_hpi.staged._plan.local_effects", lambda *a, **k: local)
 
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", -1.0, 1.0)
@@ -158,18 +225,22 @@ def test_unfrozen_param_history_hides_frozen_values() -> None:
     plan = staged.plans[1]
     frozen = plan.frozen["noise"]
     assert plan.free == ("x",)
+    assert plan.local == local[0]
     assert [t.params["noise"] for t in study.trials[10:20]] == [frozen] * 10
     explore = [t.params["noise"] for t in study.trials[:10]]
     final_calls = [c for c in spy.seen if c[0] >= 20 and c[1] == "noise"]
     assert len(final_calls) == 10
     for number, _, dist, history in final_calls:
         assert dist == FloatDistribution(0.0, 1.0)
-        # The explore stage's values and the final stage's own, never the 10 frozen ones.
-        assert history == explore + [t.params["noise"] for t in study.trials[20:number]]
-    # The focus stage's trials are left out altogether, so the base sampler's startup rule
-    # counts only trials that say something about 'noise'.
-    counts = [n for c, n in zip(spy.seen, spy.n_complete) if c[0] >= 20 and c[1] == "noise"]
-    assert counts == [len(h) for *_, h in final_calls]
+        shown_focus = history[10:20]
+        # Every trial is shown; the focus stage's held value is replaced by distinct draws.
+        assert len(history) == number
+        assert history[:10] == explore
+        assert frozen not in shown_focus and len(set(shown_focus)) == 10
+        assert all(0.0 <= v <= 1.0 for v in shown_focus)
+        assert history[20:] == [t.params["noise"] for t in study.trials[20:number]]
+    # The draws are a pure function of (trial, parameter): every call shows the same ones.
+    assert len({tuple(h[10:20]) for *_, h in final_calls}) == 1
     # x is narrowed in the focus stage: the base sampler gets the narrowed copy and only the
     # history inside it; the stored distribution stays the user's.
     narrow = plan.narrowed["x"]
@@ -185,26 +256,31 @@ def test_unfrozen_param_history_hides_frozen_values() -> None:
 
 @pytest.mark.parametrize("preset", ["three_stage", "importance_driven"])
 def test_preset_final_stage_searches_full_ranges_with_free_history(preset: str) -> None:
-    # The learning rate is narrowed in stage 2 (confident importance); the last stage must hand
-    # the base sampler the user's full range and every earlier value drawn while lr was free,
-    # including those outside the narrowed range, so that the joint optimum stays reachable.
+    # The learning rate is narrowed in a middle stage (confident importance); the last stage
+    # must hand the base sampler the user's full range and every earlier value drawn while lr
+    # was free, including those outside the narrowed range, so that the joint optimum stays
+    # reachable.
     spy = SpySampler()
     study = optuna.create_study(sampler=spy)
     evaluator = FixedEvaluator({"learning_rate": 0.9, "alpha": 0.08, "width": 0.02})
-    staged = getattr(StagedStudy, preset)(study, n_trials=(8, 8, 6), evaluator=evaluator)
+    budgets = (10, 8, 6) if preset == "three_stage" else (8, 8, 6)
+    staged = getattr(StagedStudy, preset)(
+        study, n_trials=budgets, evaluator=evaluator, rules=PlanRules(min_trials=4)
+    )
     staged.optimize(mlp_like)
     plans = staged.plans
-    narrow = plans[1].narrowed["learning_rate"]
+    middle, last = plans[-2], plans[-1]
+    narrow = middle.narrowed["learning_rate"]
     assert isinstance(narrow, FloatDistribution)
-    assert plans[2].narrowed == {}
-    assert plans[2].free == ("alpha", "learning_rate", "width")
+    assert last.narrowed == {}
+    assert last.free == ("alpha", "learning_rate", "width")
     outside = [
         t.params["learning_rate"]
-        for t in study.trials[:8]
+        for t in study.trials[: middle.start]
         if not narrow.low <= t.params["learning_rate"] <= narrow.high
     ]
-    assert outside, "stage 1 drew no learning rate outside the narrowed range; change the seed"
-    final_calls = [c for c in spy.seen if c[0] >= 16 and c[1] == "learning_rate"]
+    assert outside, "no learning rate drawn outside the narrowed range; change the seed"
+    final_calls = [c for c in spy.seen if c[0] >= last.start and c[1] == "learning_rate"]
     assert len(final_calls) == 6
     for number, _, dist, history in final_calls:
         assert dist == LR
@@ -343,9 +419,9 @@ def test_pruner_threads_and_ask_and_tell() -> None:
     staged.optimize(objective, n_jobs=2)
     states = [t.state for t in study.trials]
     assert len(states) >= 18 and TrialState.PRUNED in states
-    assert len(staged.plans) == 3
+    assert len(staged.plans) == 4
     # Threads -> the lag became n_jobs - 1 and plans used only trials below start - lag.
-    assert staged.plans[1].cutoff == 5 and max(staged.plans[1].based_on) < 5
+    assert staged.plans[2].cutoff == 5 and all(n < 5 for n in staged.plans[2].based_on)
 
     sampler = StagedSampler(
         optuna.samplers.RandomSampler(seed=0),
@@ -382,15 +458,21 @@ def test_any_base_sampler_obeys_the_plans(make_base: Any) -> None:
     study = optuna.create_study(sampler=make_base())
     evaluator = FixedEvaluator({"learning_rate": 0.9, "alpha": 0.08, "width": 0.02})
     staged = StagedStudy.three_stage(
-        study, n_trials=(6, 6, 6), defaults={"width": 64}, evaluator=evaluator
+        study,
+        n_trials=(6, 6, 6),
+        defaults={"width": 64},
+        evaluator=evaluator,
+        rules=PlanRules(min_trials=2),
     )
     staged.optimize(mlp_like)
     trials = study.trials
     plans = staged.plans
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 18
-    assert {t.params["width"] for t in trials[:12]} == {64}
-    assert [t.params["alpha"] for t in trials[:6]] == [pytest.approx(1e-4)] * 6
-    narrow = plans[1].narrowed["learning_rate"]
+    assert trials[0].params["width"] == 64
+    best = trials[plans[1].best_trial]  # type: ignore[index]
+    assert {t.params["width"] for t in trials[4:12]} == {best.params["width"]}
+    assert {t.params["alpha"] for t in trials[4:6]} == {best.params["alpha"]}
+    narrow = plans[2].narrowed["learning_rate"]
     assert all(narrow._contains(t.params["learning_rate"]) for t in trials[6:12])
     assert len({t.params["width"] for t in trials[12:]}) > 1
     for t in trials:

@@ -183,20 +183,21 @@ def test_staged_timeline() -> None:
     fig = plots.plot_staged_timeline(staged)
     heat = next(t for t in fig.data if t.type == "heatmap")
     params = list(heat.y)
-    assert list(heat.x) == ["learning_rate", "regularization", "fine_tune"]
+    assert list(heat.x) == ["warm_start", "learning_rate", "regularization", "fine_tune"]
     plans = {p.stage: p for p in staged.plans}
     for i, name in enumerate(params):
-        for k in (1, 2):
+        for k in (1, 2, 3):
             plan = plans[k]
             expected = 2 if name in plan.frozen else 1 if name in plan.narrowed else 0
             assert heat.z[i][k] == expected, (name, k)
-    # Stage 0 moves only the learning rate; the others are held at their defaults.
-    assert [heat.z[params.index(p)][0] for p in ("learning_rate", "alpha", "width")] == [0, 2, 2]
+    # The warm start moves everything; stage 1 only the learning rate (the others are held).
+    assert [heat.z[params.index(p)][0] for p in ("learning_rate", "alpha", "width")] == [0, 0, 0]
+    assert [heat.z[params.index(p)][1] for p in ("learning_rate", "alpha", "width")] == [0, 2, 2]
     best = next(t for t in fig.data if t.name == "best so far")
     values = [t.value for t in study.trials]
     assert list(best.y) == pytest.approx(list(np.minimum.accumulate(values)))
     stage_traces = [t for t in fig.data if t.name in heat.x]
-    assert [len(t.x) for t in stage_traces] == [8, 8, 8]
+    assert [len(t.x) for t in stage_traces] == [4, 4, 8, 8]
 
     top, bottom = mplots.plot_staged_timeline(study)  # a plain study works (plans in storage)
     assert np.array_equal(bottom.images[0].get_array(), np.asarray(heat.z))

@@ -1,5 +1,6 @@
 """Importance-guided staged search: stage specs, plans, the sampler wrapper, the orchestrator."""
 
+from optuna_hpi.staged._plan import load_plans
 from optuna_hpi.staged._plan import PlanRules
 from optuna_hpi.staged._plan import StagePlan
 from optuna_hpi.staged._sampler import default_evaluator
@@ -19,4 +20,5 @@ __all__ = [
     "default_evaluator",
     "default_value",
     "infer_role",
+    "load_plans",
 ]

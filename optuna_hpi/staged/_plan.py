@@ -10,6 +10,7 @@ from decimal import Decimal
 import json
 import math
 from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from optuna.distributions import BaseDistribution
@@ -28,6 +29,18 @@ from optuna_hpi.staged._stage import default_value
 from optuna_hpi.staged._stage import Stage
 
 
+if TYPE_CHECKING:
+    from optuna.study import Study
+
+#: Study user attribute holding the stage configuration (stages, rules, roles, defaults, lag
+#: and the number of the first staged trial).
+CONFIG_KEY = "optuna_hpi:staged:config"
+#: Prefix of the study user attributes holding each stage's plan as JSON.
+PLAN_KEY = "optuna_hpi:staged:plan:"
+#: Trial user attribute recording the stage of each trial.
+STAGE_KEY = "optuna_hpi:stage"
+
+
 @dataclass(frozen=True)
 class PlanRules:
     """Thresholds that turn importances into a plan (shared by every stage of a search).
@@ -41,6 +54,11 @@ class PlanRules:
             in which the parameter was free (at least 3 trials)...
         pad: ...widened on each side by this fraction of their width...
         min_width: ...and at least this fraction of the user's range wide (sampler scale).
+        min_trials: A plan freezes or narrows by importance only when the trials behind the
+            importances include at least ``max(min_trials, n_free)`` complete ones, ``n_free``
+            being the number of parameters assessed; with fewer, every parameter stays free
+            and the plan says why (bootstrap intervals from a handful of trials are narrow
+            only because the surrogate cannot split).
     """
 
     freeze_below: float = 0.05
@@ -48,6 +66,7 @@ class PlanRules:
     top_fraction: float = 0.2
     pad: float = 0.5
     min_width: float = 0.2
+    min_trials: int = 10
 
     def __post_init__(self) -> None:
         for name in ("freeze_below", "narrow_above", "top_fraction", "min_width"):
@@ -56,6 +75,10 @@ class PlanRules:
                 raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")
         if self.pad < 0:
             raise ValueError(f"`pad` must be >= 0, got {self.pad!r}.")
+        if isinstance(self.min_trials, bool) or not isinstance(self.min_trials, int):
+            raise TypeError(f"`min_trials` must be an int, got {self.min_trials!r}.")
+        if self.min_trials < 2:
+            raise ValueError(f"`min_trials` must be >= 2, got {self.min_trials!r}.")
 
     def to_dict(self) -> dict[str, float]:
         return {
@@ -64,6 +87,7 @@ class PlanRules:
             "top_fraction": self.top_fraction,
             "pad": self.pad,
             "min_width": self.min_width,
+            "min_trials": self.min_trials,
         }
 
 
@@ -89,10 +113,20 @@ class StagePlan:
         frozen: Fixed value of each parameter the stage does not move (held or frozen).
         narrowed: Narrowed distribution handed to the base sampler for some free parameters.
         reasons: Why each parameter is frozen, narrowed or free.
-        importances: Importance of the previous stage's free parameters on its own trials.
-        intervals: Bootstrap interval of each importance (empty if none could be computed).
-        method: The evaluator's name for :attr:`importances`.
-        best_trial: Number of the best trial behind the plan.
+        importances: Share (normalised to sum 1 over the assessed parameters) of each of the
+            previous stage's free parameters, by the plan's evaluator on that stage's trials.
+        intervals: Bootstrap interval of each share, on the same scale (the point value twice
+            for evaluators without intervals; empty if none could be computed).
+        method: What :attr:`importances` measure, e.g. ``"sobol_total share"``.
+        local: Share of each parameter in the local effects at the incumbent (how much the
+            predicted objective changes when it alone moves; see :func:`local_effects`).
+        local_intervals: Bootstrap interval of each :attr:`local` share.
+        best_trial: Number of the best trial behind the plan (the incumbent whose values the
+            held parameters take).
+        n_complete: Complete trials behind :attr:`importances`.
+        n_pruned: Pruned trials among the trials the plan is based on.
+        excluded: Unfinished trials below :attr:`cutoff` the plan was made without (only when
+            this process holds them unfinished, e.g. a batch of ``study.ask()``).
 
     Example:
 
@@ -126,7 +160,12 @@ class StagePlan:
     importances: dict[str, float] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     method: str = ""
+    local: dict[str, float] = field(default_factory=dict)
+    local_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     best_trial: int | None = None
+    n_complete: int = 0
+    n_pruned: int = 0
+    excluded: tuple[int, ...] = ()
 
     def to_json(self) -> str:
         frozen = {
@@ -148,7 +187,12 @@ class StagePlan:
             "importances": self.importances,
             "intervals": {k: list(v) for k, v in self.intervals.items()},
             "method": self.method,
+            "local": self.local,
+            "local_intervals": {k: list(v) for k, v in self.local_intervals.items()},
             "best_trial": self.best_trial,
+            "n_complete": self.n_complete,
+            "n_pruned": self.n_pruned,
+            "excluded": list(self.excluded),
         }
         return json.dumps(payload, sort_keys=True)
 
@@ -171,7 +215,14 @@ class StagePlan:
             importances={k: float(v) for k, v in p["importances"].items()},
             intervals={k: (float(v[0]), float(v[1])) for k, v in p["intervals"].items()},
             method=p["method"],
+            local={k: float(v) for k, v in p.get("local", {}).items()},
+            local_intervals={
+                k: (float(v[0]), float(v[1])) for k, v in p.get("local_intervals", {}).items()
+            },
             best_trial=p["best_trial"],
+            n_complete=int(p.get("n_complete", len(p["based_on"]))),
+            n_pruned=int(p.get("n_pruned", 0)),
+            excluded=tuple(p.get("excluded", ())),
         )
 
     def is_free(self, name: str, stage: Stage, roles: Mapping[str, str]) -> bool:
@@ -182,25 +233,45 @@ class StagePlan:
             return name in self.free
         return stage.is_free(name, roles)
 
+    def summary(self) -> str:
+        """One line: what the stage moves, holds and narrows."""
+        parts = [f"moves {list(self.free)}" if self.distributions else "moves per its spec"]
+        if self.frozen:
+            parts.append("holds " + ", ".join(f"{k}={v!r:.12}" for k, v in self.frozen.items()))
+        if self.narrowed:
+            parts.append(
+                "narrows " + ", ".join(f"{k} to [{_fmt(d)}]" for k, d in self.narrowed.items())
+            )
+        if self.excluded:
+            parts.append(f"made without unfinished trials {list(self.excluded)}")
+        return "; ".join(parts)
+
     def __str__(self) -> str:
-        lines = [f"stage {self.stage} '{self.name}' (trials {self.start}..{self.stop or 'end'})"]
+        stop = "end" if self.stop is None else self.stop - 1
+        lines = [f"stage {self.stage} '{self.name}' (trials {self.start}..{stop})"]
         for name in sorted(self.reasons):
             lines.append(f"  {name}: {self.reasons[name]}")
         return "\n".join(lines)
 
 
 class Schedule:
-    """Stage boundaries: the stage of a trial is a pure function of its number."""
+    """Stage boundaries: the stage of a trial is a pure function of its number.
 
-    def __init__(self, stages: Sequence[Stage]) -> None:
+    Trials numbered below ``offset`` were in the study before the staged run started: they are
+    history (stage ``-1``), usable as evidence but never counted against a stage's budget.
+    """
+
+    def __init__(self, stages: Sequence[Stage], offset: int = 0) -> None:
         self.stages = list(stages)
-        self.starts = [0]
+        self.offset = offset
+        self.starts = [offset]
         for s in self.stages[:-1]:
             self.starts.append(self.starts[-1] + s.n_trials)
-        self.total = self.starts[-1] + self.stages[-1].n_trials
+        self.total = self.starts[-1] + self.stages[-1].n_trials - offset
 
     def stage_of(self, number: int) -> int:
-        k = 0
+        """Stage index of trial ``number``; ``-1`` for history trials."""
+        k = -1
         for i, start in enumerate(self.starts):
             if number >= start:
                 k = i
@@ -213,7 +284,12 @@ class Schedule:
 def initial_plan(schedule: Schedule) -> StagePlan:
     """Plan of the first stage: nothing learned yet, every decision follows the stage's spec."""
     stage = schedule.stages[0]
-    return StagePlan(0, stage.name, 0, schedule.stop(0), reasons={})
+    return StagePlan(0, stage.name, schedule.starts[0], schedule.stop(0), reasons={})
+
+
+def min_complete_trials(rules: PlanRules, n_params: int) -> int:
+    """Complete trials a plan needs before it freezes or narrows by importance."""
+    return max(rules.min_trials, n_params)
 
 
 def compute_plan(
@@ -227,13 +303,21 @@ def compute_plan(
     rules: PlanRules,
     roles: Mapping[str, str],
     defaults: Mapping[str, Any],
+    excluded: Sequence[int] = (),
 ) -> StagePlan:
     """Plan of stage ``k`` (>= 1): a deterministic function of its arguments.
+
+    Held parameters take their value in the incumbent (the best complete trial below
+    ``cutoff``, history included). Importances are computed on the previous stage's complete
+    trials over the parameters free in it (the history trials join them when the previous
+    stage is the first: every parameter was free there), as shares with intervals; a
+    parameter is frozen only when both its share and its share of the local effects at the
+    incumbent (see :func:`local_effects`) are confidently below ``rules.freeze_below``.
 
     Args:
         k: Stage index.
         schedule: Stage boundaries.
-        cutoff: Only trials numbered below this are used (they must all be finished).
+        cutoff: Only trials numbered below this are used (finished ones only).
         trials: The study's trials (those at or above ``cutoff`` are ignored).
         directions: The study's directions.
         previous: Plans of stages ``0..k-1``.
@@ -241,12 +325,15 @@ def compute_plan(
         rules: Thresholds.
         roles: User roles by parameter name (others are inferred from the name).
         defaults: User defaults by parameter name.
+        excluded: Unfinished trials below ``cutoff`` this plan is made without (recorded).
 
     Raises:
-        ValueError: the previous stage has no complete trial below ``cutoff``.
+        ValueError: the previous stage has no complete or pruned trial below ``cutoff``.
     """
     stage = schedule.stages[k]
-    used = sorted((t for t in trials if t.number < cutoff), key=lambda t: t.number)
+    used = sorted(
+        (t for t in trials if t.number < cutoff and t.state.is_finished()), key=lambda t: t.number
+    )
     complete = [t for t in used if t.state == TrialState.COMPLETE]
     dists: dict[str, BaseDistribution] = {}
     for t in used:
@@ -254,12 +341,15 @@ def compute_plan(
 
     def free_in(t: FrozenTrial, name: str) -> bool:
         j = schedule.stage_of(t.number)
-        return previous[j].is_free(name, schedule.stages[j], roles)
+        return j < 0 or previous[j].is_free(name, schedule.stages[j], roles)
 
     lo, hi = schedule.starts[k - 1], schedule.starts[k]
     prev_trials = [t for t in used if lo <= t.number < hi]
+    if k - 1 == 0:
+        prev_trials = [t for t in used if t.number < hi]  # history warm-starts the first plan
     prev_complete = [t for t in prev_trials if t.state == TrialState.COMPLETE]
-    if not prev_complete and not any(t.state == TrialState.PRUNED for t in prev_trials):
+    n_pruned = sum(t.state == TrialState.PRUNED for t in prev_trials)
+    if not prev_complete and not n_pruned:
         states = sorted({t.state.name for t in prev_trials})
         raise ValueError(
             f"Stage {k - 1} ('{schedule.stages[k - 1].name}') has no COMPLETE trial among "
@@ -268,58 +358,75 @@ def compute_plan(
             "a new study."
         )
 
-    # Importances of the previous stage on its own trials over its own free parameters: a
-    # held/frozen parameter is constant there and would otherwise get spurious importance.
-    prev_plan = previous[k - 1]
-    seen = {name for t in prev_complete for name in t.distributions}
-    prev_free = [p for p in sorted(seen) if free_in(prev_complete[0], p)] if seen else []
-    values: dict[str, float] = {}
-    intervals: dict[str, tuple[float, float]] = {}
-    method = ""
-    # A stage whose trials were all pruned teaches nothing: its plan only holds and carries.
-    if prev_free and len(prev_complete) >= 2:
-        values, intervals, method = _importances(evaluator, prev_complete, directions, prev_free)
-
     ranked = encode_trials(complete, directions, params=[])
     y_of = {t.number: float(v) for t, v in zip(ranked.trials, ranked.y)}
     best_trial = min(y_of, key=lambda n: (y_of[n], n)) if y_of else None
+    incumbent = next((t for t in complete if t.number == best_trial), None)
 
-    def free_rows(name: str) -> list[FrozenTrial]:
-        return [t for t in complete if t.number in y_of and name in t.params and free_in(t, name)]
+    # Importances of the previous stage on its own trials over its own free parameters: a
+    # held/frozen parameter is constant there and would otherwise get spurious importance.
+    prev_plan = previous[k - 1]
+    scored = [t for t in prev_complete if t.number in y_of]
+    seen = sorted({name for t in scored for name in t.distributions})
+    prev_free = [p for p in seen if all(free_in(t, p) for t in scored if p in t.params)]
+    prev_free = [p for p in prev_free if not dists[p].single()]
+    values: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
+    local: dict[str, float] = {}
+    local_iv: dict[str, tuple[float, float]] = {}
+    method = ""
+    needed = min_complete_trials(rules, len(prev_free))
+    evidence = bool(prev_free) and len(scored) >= needed
+    if evidence:
+        values, intervals, method = _importances(evaluator, scored, directions, prev_free)
+        if stage.freeze and incumbent is not None:
+            local, local_iv = local_effects(scored, directions, prev_free, incumbent, evaluator)
+    thin = (
+        f"too few complete trials for importances ({len(scored)} < {needed} = "
+        f"max(min_trials, {len(prev_free)} parameters))"
+    )
 
-    def best_free_value(name: str) -> Any:
-        rows = free_rows(name)
-        if not rows:
-            return None
-        best = min(rows, key=lambda t: (y_of[t.number], t.number))
-        return best.params[name]
+    def held_value(name: str, dist: BaseDistribution) -> tuple[Any, str]:
+        if incumbent is not None and name in incumbent.params:
+            return incumbent.params[name], f"best trial {incumbent.number}"
+        return _default(name, dist, defaults), "default"
 
     free: list[str] = []
     frozen: dict[str, Any] = {}
     narrowed: dict[str, BaseDistribution] = {}
     reasons: dict[str, str] = {}
+    spec_free = [n for n in dists if stage.is_free(n, roles)]
     for name in sorted(dists):
         dist = dists[name]
-        if not stage.is_free(name, roles):
-            value = best_free_value(name)
-            if value is None:
-                value = _default(name, dist, defaults)
-                reasons[name] = f"held at default {value!r} (not free in this stage)"
-            else:
-                reasons[name] = f"held at best value {value!r} (not free in this stage)"
+        if spec_free and not stage.is_free(name, roles):
+            value, source = held_value(name, dist)
             frozen[name] = value
+            reasons[name] = f"held at {value!r} ({source}; not free in this stage)"
+            continue
+        if not spec_free:
+            reasons[name] = (
+                "free: no parameter has this stage's roles/params "
+                f"{list(stage.roles or stage.params or ())}; pass roles={{name: role}}"
+            )
+            free.append(name)
             continue
         imp = values.get(name)
-        upper = intervals.get(name, (math.nan, math.nan))[1]
-        lower = intervals.get(name, (math.nan, math.nan))[0]
-        if stage.freeze and imp is not None and upper < rules.freeze_below:
-            value = best_free_value(name)
-            if value is None:
-                value = _default(name, dist, defaults)
+        lower, upper = intervals.get(name, (math.nan, math.nan))
+        l_imp = local.get(name)
+        l_lower, l_upper = local_iv.get(name, (math.nan, math.nan))
+        if (
+            stage.freeze
+            and imp is not None
+            and l_imp is not None
+            and upper < rules.freeze_below
+            and l_upper < rules.freeze_below
+        ):
+            value, source = held_value(name, dist)
             frozen[name] = value
             reasons[name] = (
-                f"frozen at {value!r}: importance {imp:.3f}, interval "
-                f"[{lower:.3f}, {upper:.3f}] below {rules.freeze_below}"
+                f"frozen at {value!r} ({source}): share {imp:.3f} [{lower:.3f}, {upper:.3f}] "
+                f"and local effect share {l_imp:.3f} [{l_lower:.3f}, {l_upper:.3f}] below "
+                f"{rules.freeze_below}"
             )
             continue
         if stage.freeze and prev_plan.reasons.get(name, "").startswith("frozen"):
@@ -328,10 +435,13 @@ def compute_plan(
             continue
         free.append(name)
         reasons[name] = "free, user range"
+        if name in prev_free and not evidence and (stage.freeze or stage.narrow):
+            reasons[name] = f"free, user range: {thin}"
         if not stage.narrow or dist.single() or isinstance(dist, CategoricalDistribution):
             continue
         if imp is not None and lower > rules.narrow_above:
-            narrow = _narrow(name, dist, free_rows(name), directions, rules)
+            rows = [t for t in complete if t.number in y_of and name in t.params]
+            narrow = _narrow(name, dist, [t for t in rows if free_in(t, name)], directions, rules)
             if narrow is None:
                 continue
             if narrow.single():
@@ -341,7 +451,7 @@ def compute_plan(
                 continue
             narrowed[name] = narrow
             reasons[name] = (
-                f"narrowed to [{_fmt(narrow)}]: importance {imp:.3f}, interval "
+                f"narrowed to [{_fmt(narrow)}]: share {imp:.3f}, interval "
                 f"[{lower:.3f}, {upper:.3f}] above {rules.narrow_above}"
             )
         elif name in prev_plan.narrowed and prev_plan.distributions.get(name) == dist:
@@ -354,7 +464,7 @@ def compute_plan(
         start=schedule.starts[k],
         stop=schedule.stop(k),
         cutoff=cutoff,
-        based_on=tuple(t.number for t in prev_complete),
+        based_on=tuple(t.number for t in scored),
         distributions=dists,
         free=tuple(free),
         frozen=frozen,
@@ -363,7 +473,12 @@ def compute_plan(
         importances=values,
         intervals=intervals,
         method=method,
+        local=local,
+        local_intervals=local_iv,
         best_trial=best_trial,
+        n_complete=len(scored),
+        n_pruned=n_pruned,
+        excluded=tuple(excluded),
     )
 
 
@@ -373,6 +488,7 @@ def _importances(
     directions: Sequence[StudyDirection],
     params: list[str],
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]], str]:
+    """Shares (values and intervals divided by the sum of the positive point values)."""
     # Imported here: the importance package imports nothing from staged, but keep it one-way.
     from optuna_hpi.importance._base import HpiImportanceEvaluator
     from optuna_hpi.importance._sobol import SobolResult
@@ -385,20 +501,90 @@ def _importances(
             vals, ivs, method = result.total, result.total_intervals, "sobol_total"
         else:
             vals, ivs, method = result.values, result.intervals, result.method
-        return (
-            {k: float(v) for k, v in vals.items()},
-            {k: (float(a), float(b)) for k, (a, b) in ivs.items()},
-            method,
-        )
-    # A foreign evaluator has no intervals: its normalized point estimate is used as both ends.
-    import optuna
+        raw = {k: float(v) for k, v in vals.items()}
+        raw_iv = {k: (float(a), float(b)) for k, (a, b) in ivs.items()}
+    else:
+        # A foreign evaluator has no intervals: its point estimate is used as both ends.
+        import optuna
 
-    tmp = optuna.create_study(directions=list(directions))
-    tmp.add_trials(trials)
-    raw = evaluator.evaluate(tmp, params=params)
-    total = sum(max(0.0, float(v)) for v in raw.values())
-    vals = {k: (max(0.0, float(v)) / total if total > 0 else 0.0) for k, v in raw.items()}
-    return vals, {k: (v, v) for k, v in vals.items()}, type(evaluator).__name__
+        tmp = optuna.create_study(directions=list(directions))
+        tmp.add_trials(trials)
+        raw = {k: float(v) for k, v in evaluator.evaluate(tmp, params=params).items()}
+        raw_iv = {k: (v, v) for k, v in raw.items()}
+        method = type(evaluator).__name__
+    return (*_shares(raw, raw_iv), f"{method} share")
+
+
+def _shares(
+    raw: Mapping[str, float], raw_iv: Mapping[str, tuple[float, float]]
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    # Raw scales differ by evaluator (N-RReliefF weights are ~0.01, ablation improvements are
+    # in objective units): every plan threshold reads shares of the positive total instead.
+    total = sum(max(0.0, v) for v in raw.values() if math.isfinite(v))
+    if not total > 0:
+        return {}, {}
+    shares = {k: max(0.0, v) / total for k, v in raw.items()}
+    ivs = {}
+    for k in raw:
+        a, b = raw_iv.get(k, (raw[k], raw[k]))
+        ivs[k] = (max(0.0, min(a, raw[k])) / total, max(0.0, b, raw[k]) / total)
+    return shares, ivs
+
+
+def local_effects(
+    trials: list[FrozenTrial],
+    directions: Sequence[StudyDirection],
+    params: list[str],
+    incumbent: FrozenTrial,
+    evaluator: BaseImportanceEvaluator | None = None,
+    n_grid: int = 16,
+    n_bootstrap: int = 10,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Shares of what moving each parameter alone changes near the incumbent.
+
+    A boosted-trees surrogate (the evaluator's configuration when it is one of ours) predicts
+    the objective at the incumbent with one parameter moved over ``n_grid`` quantiles of its
+    sampling measure, the others kept at the incumbent; a parameter's local effect is the mean
+    absolute change from the incumbent's prediction (a one-at-a-time effect at the best trial,
+    not a variance share over the whole space). A parameter with no local effect costs nothing
+    when frozen at the incumbent's value. The predicted *gain* of re-tuning it is no use here:
+    a tree surrogate interpolates, so it always predicts the incumbent as the best point.
+    Intervals are percentiles over ``n_bootstrap`` refits on resampled trials, divided by the
+    point estimate's total like the shares.
+    """
+    from optuna_hpi._surrogate import Surrogate
+    from optuna_hpi._surrogate import SurrogateConfig
+
+    data = encode_trials(trials, directions, params=params)
+    config = getattr(evaluator, "_surrogate", None)
+    if not isinstance(config, SurrogateConfig):
+        config = SurrogateConfig(max_iter=30, learning_rate=0.3)
+    seed = int(getattr(evaluator, "_seed", 0) or 0)
+    x0 = np.array(
+        [
+            s.encode(incumbent.params[s.name]) if s.name in incumbent.params else s.inactive_code
+            for s in data.specs
+        ]
+    )
+    u = (np.arange(n_grid) + 0.5) / n_grid
+    rows = np.tile(x0, (1 + len(data.specs) * n_grid, 1))
+    for j, spec in enumerate(data.specs):
+        rows[1 + j * n_grid : 1 + (j + 1) * n_grid, j] = spec.from_unit(u)
+
+    def effects(model: Surrogate) -> np.ndarray:
+        pred = model.predict(rows)
+        moved = pred[1:].reshape(len(data.specs), n_grid)
+        return np.asarray(np.abs(moved - pred[0]).mean(axis=1))
+
+    point = effects(Surrogate(data, config, seed))
+    rng = np.random.default_rng(seed)
+    resamples = [rng.integers(0, data.n_trials, data.n_trials) for _ in range(n_bootstrap)]
+    boots = np.array([effects(Surrogate(data.subset(r), config, seed)) for r in resamples])
+    raw = {s.name: float(g) for s, g in zip(data.specs, point)}
+    lo = np.percentile(boots, 2.5, axis=0)
+    hi = np.percentile(boots, 97.5, axis=0)
+    raw_iv = {s.name: (float(a), float(b)) for s, a, b in zip(data.specs, lo, hi)}
+    return _shares(raw, raw_iv)
 
 
 def _narrow(
@@ -482,3 +668,53 @@ def _default(name: str, dist: BaseDistribution, defaults: Mapping[str, Any]) -> 
 def _fmt(d: BaseDistribution) -> str:
     assert isinstance(d, (FloatDistribution, IntDistribution))
     return f"{d.low:.4g}, {d.high:.4g}"
+
+
+def load_plans(study: Study) -> list[StagePlan]:
+    """The stage plans a staged run stored in ``study`` (stage 0 first), read from its storage.
+
+    Works on any study a :class:`~optuna_hpi.StagedStudy` or :class:`~optuna_hpi.StagedSampler`
+    ran, from any process (e.g. ``optuna.load_study``), without the objective or the stages.
+    Stage 0 has no stored plan (nothing was learned before it); its entry is rebuilt from the
+    stored configuration. Plans of stages not reached yet are missing.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_hpi import load_plans
+            from optuna_hpi import StagedStudy
+
+            study = optuna.create_study()
+            StagedStudy.importance_driven(study, n_trials=(12, 6, 6)).optimize(
+                lambda t: t.suggest_float("x", -1, 1) ** 2 + 0.01 * t.suggest_float("y", 0, 1)
+            )
+            for plan in load_plans(study):
+                print(plan)
+
+    Raises:
+        ValueError: the study was not run by a staged sampler.
+    """
+    config = load_config(study)
+    stages = [Stage(**s) for s in config["stages"]]
+    schedule = Schedule(stages, int(config.get("offset", 0)))
+    plans = [initial_plan(schedule)]
+    attrs = study.user_attrs
+    for k in range(1, len(stages)):
+        if PLAN_KEY + str(k) not in attrs:
+            break
+        plans.append(StagePlan.from_json(attrs[PLAN_KEY + str(k)]))
+    return plans
+
+
+def load_config(study: Study) -> dict[str, Any]:
+    """The stored staged configuration of ``study`` (see :data:`CONFIG_KEY`)."""
+    attrs = study.user_attrs
+    if CONFIG_KEY not in attrs:
+        raise ValueError(
+            f"Study {study.study_name!r} was not run by a StagedStudy (no {CONFIG_KEY!r} user "
+            "attribute)."
+        )
+    config: dict[str, Any] = json.loads(attrs[CONFIG_KEY])
+    return config

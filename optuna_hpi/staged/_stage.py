@@ -15,63 +15,113 @@ from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 
 
-#: Role of parameters whose name says "learning rate" (whole lower-cased name).
+#: Role of parameters whose name says "learning rate" (``lr``, ``eta``, ``learning_rate``...).
 LEARNING_RATE = "learning_rate"
 #: Role of regularization-like parameters (weight decay, penalties, dropout, depth).
 REGULARIZATION = "regularization"
 #: Role of every other parameter.
 OTHER = "other"
+#: The roles :func:`infer_role` gives; a :class:`Stage` may name further roles of its own.
+BUILTIN_ROLES = (LEARNING_RATE, REGULARIZATION, OTHER)
 
-_LR_NAMES = frozenset(
-    {"learning_rate", "lr", "eta", "learning_rate_init", "lr_init", "base_lr", "initial_lr"}
+# Token phrases (consecutive name tokens) of each role, matched anywhere in the name.
+_LR_PHRASES = (("lr",), ("eta",), ("learning", "rate"), ("learningrate",), ("step", "size"))
+_REG_PHRASES = (
+    ("weight", "decay"),
+    ("decay",),
+    ("wd",),
+    ("alpha",),
+    ("lambda",),
+    ("reg",),
+    ("regularization",),
+    ("regularisation",),
+    ("penalty",),
+    ("dropout",),
+    ("drop",),
+    ("depth",),
+    ("gamma",),
+    ("min", "child"),
+    ("min", "samples"),
+    ("min", "data"),
+    ("min", "gain"),
+    ("min", "split"),
+    ("subsample",),
+    ("colsample",),
+    ("bagging", "fraction"),
+    ("feature", "fraction"),
+    ("max", "features"),
+    ("l1", "ratio"),
+    ("label", "smoothing"),
 )
-# A name has the regularization role when one of its ``_``/``.``/``-`` separated tokens (or the
-# whole name) is listed here.
-_REG_TOKENS = frozenset(
-    {
-        "weight_decay",
-        "decay",
-        "wd",
-        "alpha",
-        "l1",
-        "l2",
-        "lambda",
-        "lambda_l1",
-        "lambda_l2",
-        "reg",
-        "regularization",
-        "penalty",
-        "dropout",
-        "drop",
-        "depth",
-        "c",
-        "gamma",
-        "min_child_weight",
-        "min_samples_leaf",
-        "min_samples_split",
-        "min_data_in_leaf",
-        "subsample",
-        "colsample_bytree",
-    }
-)
+# Whole names that are regularization although no token says so (scikit-learn's SVC/LogReg C).
+_REG_NAMES = frozenset({"c", "l1", "l2"})
+
+
+def name_tokens(name: str) -> list[str]:
+    """Lower-case tokens of a parameter name: separators, case changes and digits split.
+
+    ``"n_units_l1"`` -> ``["n", "units", "l", "1"]``; ``"baseLR"`` -> ``["base", "lr"]``;
+    ``"eta0"`` -> ``["eta", "0"]``. ``"l1"``/``"l2"`` followed by ``"ratio"`` or a penalty
+    word stay recognisable through :data:`_REG_PHRASES` matching on the re-joined pair.
+    """
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
+    return re.findall(r"[a-z]+|[0-9]+", spaced.lower())
+
+
+def _has_phrase(tokens: list[str], phrases: Sequence[tuple[str, ...]]) -> bool:
+    # "l" + "1" is re-joined so that "l1_ratio" can still match ("l1", "ratio").
+    joined: list[str] = []
+    for tok in tokens:
+        if tok.isdigit() and joined and joined[-1] == "l":
+            joined[-1] = "l" + tok
+        else:
+            joined.append(tok)
+    for seq in (tokens, joined):
+        for phrase in phrases:
+            n = len(phrase)
+            if any(tuple(seq[i : i + n]) == phrase for i in range(len(seq) - n + 1)):
+                return True
+    return False
 
 
 def infer_role(name: str) -> str:
-    """The role of a parameter from its name alone.
+    """The role of a parameter from its name alone, by whole tokens (see :func:`name_tokens`).
 
-    ``learning_rate`` for ``learning_rate``, ``lr``, ``eta``, ``learning_rate_init`` (and names
-    ending in ``_lr`` or ``learning_rate``); ``regularization`` when the name or one of its
-    ``_``/``.``/``-`` separated tokens is a regularization word (``weight_decay``, ``alpha``,
-    ``l1``, ``l2``, ``lambda``, ``dropout``, ``depth``, ``C``, ``gamma``, ``subsample``, ...);
-    ``other`` otherwise.
+    ``learning_rate`` when the tokens contain ``lr``, ``eta`` or ``learning rate`` anywhere
+    (``lr``, ``base_lr``, ``lr_head``, ``eta0``, ``learning_rate_init``, ``learningRate``);
+    ``regularization`` for names that are ``C``, or whose tokens contain ``weight decay``,
+    ``alpha``, ``lambda``, ``reg``, ``penalty``, ``dropout``, ``depth``, ``gamma``,
+    ``min child``/``min samples``/``min data``, ``subsample``, ``colsample``, ``bagging
+    fraction``, ``feature fraction``, ``l1 ratio``; ``other`` otherwise (``n_units_l1``,
+    ``hidden_l2``, ``batch_size``, ``num_leaves``, ``momentum``).
     """
-    lower = name.lower()
-    if lower in _LR_NAMES or lower.endswith("_lr") or lower.endswith("learning_rate"):
+    tokens = name_tokens(name)
+    if _has_phrase(tokens, _LR_PHRASES):
         return LEARNING_RATE
-    tokens = set(re.split(r"[_.\-]", lower))
-    if lower in _REG_TOKENS or tokens & _REG_TOKENS:
+    if name.lower() in _REG_NAMES or _has_phrase(tokens, _REG_PHRASES):
         return REGULARIZATION
     return OTHER
+
+
+def check_roles(roles: Mapping[str, str] | None, stages: Sequence[Stage]) -> dict[str, str]:
+    """Validate a ``roles`` mapping against the built-in roles and those the stages name."""
+    if roles is None:
+        return {}
+    if not isinstance(roles, Mapping):
+        raise TypeError(f"`roles` must be a mapping of parameter name to role, got {roles!r}.")
+    valid = list(BUILTIN_ROLES)
+    for stage in stages:
+        valid += [r for r in stage.roles or () if r not in valid]
+    for name, role in roles.items():
+        if not isinstance(name, str) or not isinstance(role, str):
+            raise TypeError(f"`roles` must map str to str, got {name!r}: {role!r}.")
+        if role not in valid:
+            raise ValueError(
+                f"Unknown role {role!r} for parameter {name!r} in `roles`; valid roles are "
+                f"{valid} (a Stage's `roles` can add more)."
+            )
+    return dict(roles)
 
 
 def default_value(distribution: BaseDistribution) -> Any:
@@ -101,10 +151,11 @@ class Stage:
     A parameter is *free* in a stage when ``params`` and ``roles`` are both ``None`` (every
     parameter), when its name is in ``params``, or when its role (see :func:`infer_role` and
     the ``roles`` argument of :class:`~optuna_hpi.StagedSampler`) is in ``roles``. Parameters
-    that are not free are *held*: at the value of the best earlier trial in which they were
-    free, or at their default if they never were (the user's ``defaults`` or
-    :func:`default_value`). Because held parameters are decided by name, the first trial can
-    discover the search space: nothing needs to be known before the objective runs.
+    that are not free are *held* at their value in the best trial so far (the incumbent, among
+    the finished trials the stage's plan is based on), or at their default while no trial has
+    them (the user's ``defaults`` or :func:`default_value`). Because held parameters are
+    decided by name, the first trial can discover the search space: nothing needs to be known
+    before the objective runs.
 
     The plan of a stage (every stage but the first) is computed from the previous stage's
     trials: parameters whose importance interval lies entirely below the sampler's
@@ -188,14 +239,34 @@ class Stage:
         }
 
 
-def three_stage(n_trials: Sequence[int]) -> list[Stage]:
-    """Learning rate -> learning rate (narrowed) + regularization -> every parameter."""
+def warm_start_size(n_first: int) -> int:
+    """Space-filling full-space trials the presets spend at the start of their first stage.
+
+    A quarter of the first budget, between 4 and 10 (TPE's own random start-up is 10 trials).
+    """
+    return int(min(10, max(4, n_first // 4), max(1, n_first - 1)))
+
+
+def three_stage(n_trials: Sequence[int], lag: int = 0) -> list[Stage]:
+    """Warm start -> learning rate -> learning rate + regularization -> every parameter.
+
+    The first ``warm_start_size(n_trials[0])`` trials of the learning-rate budget move every
+    parameter (the base sampler's space-filling start-up): the held parameters of the next
+    stages take the values of the best configuration found so far, not range centres, which
+    put the learning rate of stage 1 far from the joint optimum on most benchmark tables. The
+    last stage searches the user's full ranges with every earlier trial in its model.
+    """
     n = _check_budgets(n_trials, 3)
-    # The last stage searches the user's full ranges so that every parameter can move again: a
-    # range narrowed while the other parameters sat at their defaults can exclude the joint
-    # optimum (kc1 in benchmarks/RESULTS.md; on average the two rules are indistinguishable).
+    if n[0] < 2:
+        raise ValueError(
+            "The first budget of `n_trials` must be >= 2 (warm start + learning rate), got "
+            f"{n[0]}."
+        )
+    # The warm start must outlast the lag, or its plan would be made from no trial.
+    warm = min(max(warm_start_size(n[0]), lag + 1), n[0] - 1)
     return [
-        Stage(n[0], roles=(LEARNING_RATE,), narrow=False, name="learning_rate"),
+        Stage(warm, narrow=False, name="warm_start"),
+        Stage(n[0] - warm, roles=(LEARNING_RATE,), narrow=False, name="learning_rate"),
         Stage(n[1], roles=(LEARNING_RATE, REGULARIZATION), name="regularization"),
         Stage(n[2], narrow=False, name="fine_tune"),
     ]
@@ -218,4 +289,6 @@ def _check_budgets(n_trials: Sequence[int], count: int) -> list[int]:
         raise ValueError(
             f"`n_trials` must give {count} stage budgets, e.g. (20, 30, 50); got {n_trials!r}."
         )
-    return [int(v) for v in n_trials]
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in n_trials):
+        raise ValueError(f"`n_trials` must be ints >= 1, got {n_trials!r}.")
+    return list(n_trials)

@@ -82,7 +82,7 @@ class StagedStudy:
         defaults: Mapping[str, Any] | None = None,
         lag: int | None = None,
         rules: PlanRules | None = None,
-        stale_after: float | None = 600.0,
+        stale_after: float | None = None,
     ) -> None:
         if not isinstance(study, Study):
             raise TypeError(f"`study` must be an optuna.Study, got {type(study).__name__}.")
@@ -127,7 +127,8 @@ class StagedStudy:
         ``defaults`` or the centre of each range on the sampler's scale
         (:func:`~optuna_hpi.staged.default_value`).
         """
-        return cls(study, three_stage(n_trials), roles=roles, defaults=defaults, **kwargs)
+        return cls(study, three_stage(n_trials, kwargs.get("lag") or 0), roles=roles,
+                   defaults=defaults, **kwargs)
 
     @classmethod
     def importance_driven(

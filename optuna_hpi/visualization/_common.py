@@ -242,38 +242,27 @@ def staged_timeline(source: Any) -> Timeline:
     first stage has no stored plan; a parameter is shown held there when all its complete
     trials of that stage share one value.
     """
-    import json
-
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    from optuna_hpi.staged._plan import StagePlan
-    from optuna_hpi.staged._sampler import CONFIG_KEY
-    from optuna_hpi.staged._sampler import PLAN_KEY
+    from optuna_hpi.staged import load_plans
+    from optuna_hpi.staged._plan import load_config
 
     study = getattr(source, "study", source)
     if study._is_multi_objective():
         raise ValueError("The staged timeline draws one objective; the study has several.")
-    attrs = study.user_attrs
-    if CONFIG_KEY not in attrs:
-        raise ValueError(
-            f"Study {study.study_name!r} was not run by a StagedStudy (no "
-            f"{CONFIG_KEY!r} user attribute)."
-        )
-    config = json.loads(attrs[CONFIG_KEY])
+    config = load_config(study)
     stage_names = [s.get("name") or f"stage {k}" for k, s in enumerate(config["stages"])]
-    starts = [0]
+    starts = [int(config.get("offset", 0))]
     for s in config["stages"][:-1]:
         starts.append(starts[-1] + int(s["n_trials"]))
-    plans: dict[int, StagePlan] = {}
-    for k in range(1, len(starts)):
-        if PLAN_KEY + str(k) in attrs:
-            plans[k] = StagePlan.from_json(attrs[PLAN_KEY + str(k)])
+    plans = {p.stage: p for p in load_plans(study)[1:]}
 
     def stage_of(number: int) -> int:
-        return max(k for k, s in enumerate(starts) if number >= s)
+        return max((k for k, s in enumerate(starts) if number >= s), default=0)
 
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    trials = [t for t in trials if t.number >= starts[0]]  # history trials are not staged
     names = sorted({p for t in trials for p in t.params})
     status = np.zeros((len(names), len(starts)), dtype=int)
     labels = [["" for _ in starts] for _ in names]
