@@ -20,6 +20,7 @@ from optuna_hpi.importance import NRReliefFResult
 from optuna_hpi.importance import SobolImportanceEvaluator
 from optuna_hpi.importance import SobolResult
 from optuna_hpi.importance import StabilityResult
+from optuna_hpi.staged import load_plans
 from optuna_hpi.staged import Stage
 from optuna_hpi.staged import StagedSampler
 from optuna_hpi.staged import StagedStudy
@@ -51,6 +52,7 @@ __all__ = [
     "encode_study",
     "importance_report",
     "importance_stability",
+    "load_plans",
     "marginal_effects",
     "sensitivity_analysis",
 ]

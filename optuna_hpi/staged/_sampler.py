@@ -534,6 +534,10 @@ class StagedSampler(BaseSampler):
             )
         if not self._plans:
             self._plans[0] = initial_plan(self._schedule)
+            stage = self._stages[0]
+            spec = list(stage.roles or stage.params or ()) or "every parameter"
+            first = self._schedule.offset
+            _logger.info(f"Stage 0 '{stage.name}' from trial {first}: moves {spec}")
         self._config_checked.add(study._study_id)
 
     def _propose_config(self, study: Study, number: int) -> None:
@@ -611,19 +615,29 @@ class StagedSampler(BaseSampler):
                 logged = time.monotonic()
             time.sleep(_POLL_SECONDS)
         previous = [self._plans[j] for j in range(k)]
-        plan = compute_plan(
-            k,
-            self._schedule,
-            cutoff,
-            trials,
-            study.directions,
-            previous,
-            self._evaluator,
-            self._rules,
-            self._roles,
-            self._defaults,
-            excluded,
-        )
+        try:
+            plan = compute_plan(
+                k,
+                self._schedule,
+                cutoff,
+                trials,
+                study.directions,
+                previous,
+                self._evaluator,
+                self._rules,
+                self._roles,
+                self._defaults,
+                excluded,
+            )
+        except ValueError as err:
+            if not excluded:
+                raise
+            raise ValueError(
+                f"Stage {k} starts at trial {start}, but none of the earlier trials its plan "
+                f"needs is finished: trials {excluded} were asked in this thread and not told. "
+                "Tell them before asking the next stage's first trial, or pass a lag >= "
+                f"{start - min(excluded)} to StagedSampler/StagedStudy."
+            ) from err
         attrs = study.user_attrs
         if key not in attrs:
             study.set_user_attr(key, plan.to_json())

@@ -14,6 +14,8 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 from optuna.trial import Trial
 
+from optuna_hpi.staged._plan import CONFIG_KEY
+from optuna_hpi.staged._plan import load_config
 from optuna_hpi.staged._plan import PlanRules
 from optuna_hpi.staged._plan import StagePlan
 from optuna_hpi.staged._sampler import StagedSampler
@@ -22,7 +24,7 @@ from optuna_hpi.staged._stage import Stage
 from optuna_hpi.staged._stage import three_stage
 
 
-_logger = optuna.logging.get_logger(__name__)
+_logger = optuna.logging.get_logger("optuna." + __name__)
 
 ObjectiveFuncType = Callable[[Trial], "float | Sequence[float]"]
 
@@ -69,7 +71,8 @@ class StagedStudy:
             of the first :meth:`optimize` call. With several processes, pass the number of
             workers. The first worker's value is stored and used by all.
         rules: Thresholds of freezing and narrowing.
-        stale_after: See :class:`~optuna_hpi.StagedSampler`.
+        stale_after: See :class:`~optuna_hpi.StagedSampler` (opt-in expiry of other
+            processes' long trials; default: never).
     """
 
     def __init__(
@@ -115,17 +118,17 @@ class StagedStudy:
         defaults: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> StagedStudy:
-        """Learning rate -> regularization -> fine-tune.
+        """Warm start -> learning rate -> regularization -> fine-tune.
 
-        Stage 1 moves only parameters with the ``learning_rate`` role and holds the others at
-        their defaults; stage 2 moves learning rate (narrowed around stage 1's best trials
-        when its importance is confident) and ``regularization`` parameters, holding the rest;
-        stage 3 moves every parameter over the user's full ranges (a range narrowed while other
-        parameters sat at their defaults may exclude the joint optimum), with the history of
-        each parameter limited to the trials in which it was free. Roles come from ``roles``
-        or the parameter names (:func:`~optuna_hpi.staged.infer_role`); defaults from
-        ``defaults`` or the centre of each range on the sampler's scale
-        (:func:`~optuna_hpi.staged.default_value`).
+        The first stage's budget starts with a few full-space trials (a quarter, 4 to 10; the
+        first evaluates ``defaults`` when given), then moves only parameters with the
+        ``learning_rate`` role, holding the others at the best configuration so far; stage 2
+        moves the learning rate (narrowed around stage 1's best trials when its importance
+        is confident) and ``regularization`` parameters, holding the rest; stage 3 moves every
+        parameter over the user's full ranges, with every earlier trial in the base sampler's
+        model (held values shown as uninformative draws). Roles come from ``roles`` or the
+        parameter names (:func:`~optuna_hpi.staged.infer_role`). If no parameter has the
+        learning-rate role, that stage moves every parameter (with a warning).
         """
         return cls(study, three_stage(n_trials, kwargs.get("lag") or 0), roles=roles,
                    defaults=defaults, **kwargs)
@@ -191,27 +194,73 @@ class StagedStudy:
         total = self._sampler.n_trials
         if n_trials is None:
             done = len(self._study.get_trials(deepcopy=False))
+            if CONFIG_KEY in self._study.user_attrs:
+                done -= int(load_config(self._study).get("offset", 0))
+            else:
+                done = 0  # the trials already here are history; the staged run starts next
             remaining = total - done
             if remaining <= 0:
                 _logger.info(f"All {total} staged trials are done; nothing to run.")
                 return
             n_trials = remaining
+            sampler = self._sampler
 
             def stop_at_budget(study: Study, trial: FrozenTrial) -> None:
-                if len(study.get_trials(deepcopy=False)) >= total:
+                if len(study.get_trials(deepcopy=False)) >= sampler.offset + total:
                     study.stop()
 
             cbs.append(stop_at_budget)
-        self._study.optimize(
-            func,
-            n_trials=n_trials,
-            timeout=timeout,
-            n_jobs=n_jobs,
-            callbacks=cbs,
-            catch=catch,
-            gc_after_trial=gc_after_trial,
-            show_progress_bar=show_progress_bar,
-        )
+        bar = None
+        if show_progress_bar:
+            bar = _StageProgress(self._sampler, n_trials)
+            cbs.append(bar)
+        try:
+            self._study.optimize(
+                func,
+                n_trials=n_trials,
+                timeout=timeout,
+                n_jobs=n_jobs,
+                callbacks=cbs,
+                catch=catch,
+                gc_after_trial=gc_after_trial,
+                show_progress_bar=False,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def describe(self) -> str:
+        """The stages, and each known parameter's role, default and stages (text).
+
+        Before the first trial only the stage specs are known (parameters are discovered by
+        the objective); afterwards every parameter seen in the study is listed.
+        """
+        return self._sampler.describe(self._study)
+
+
+class _StageProgress:
+    """Progress bar callback that shows the current stage and the best value."""
+
+    def __init__(self, sampler: StagedSampler, n_trials: int) -> None:
+        from tqdm.auto import tqdm
+
+        self._sampler = sampler
+        self._bar = tqdm(total=n_trials, desc="staged search")
+
+    def __call__(self, study: Study, trial: FrozenTrial) -> None:
+        k = max(self._sampler.stage_of(trial.number), 0)
+        stage = self._sampler.stages[k]
+        text = f"stage {k}/{len(self._sampler.stages) - 1} '{stage.name}'"
+        if not study._is_multi_objective():
+            try:
+                text += f", best {study.best_value:.6g}"
+            except ValueError:
+                pass  # no complete trial yet
+        self._bar.set_postfix_str(text, refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _set_lag(sampler: StagedSampler, lag: int) -> None:
