@@ -301,3 +301,18 @@ def test_stage_changes_are_logged_and_shown_in_the_progress_bar(
     assert "holds units=" in starts[1] and "moves ['lr']" in starts[1]
     err = capsys.readouterr().err
     assert "stage 3/3 'fine_tune'" in err and "20/20" in err
+
+
+@pytest.mark.parametrize("preset", ["three_stage", "importance_driven"])
+def test_presets_as_samplers_for_ask_and_tell(preset: str) -> None:
+    sampler = getattr(StagedSampler, preset)(
+        optuna.samplers.RandomSampler(seed=0), n_trials=(8, 6, 6)
+    )
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(20):
+        trial = study.ask()
+        study.tell(trial, objective(trial))
+    stages = [t.user_attrs[STAGE_KEY] for t in study.trials]
+    expected = [0] * 4 + [1] * 4 + [2] * 6 + [3] * 6 if preset == "three_stage" else None
+    assert stages == (expected or [0] * 8 + [1] * 6 + [2] * 6)
+    assert [p.name for p in load_plans(study)] == [s.name for s in sampler.stages]

@@ -42,8 +42,10 @@ from optuna_hpi.staged._plan import STAGE_KEY
 from optuna_hpi.staged._plan import StagePlan
 from optuna_hpi.staged._stage import check_roles
 from optuna_hpi.staged._stage import default_value
+from optuna_hpi.staged._stage import importance_driven
 from optuna_hpi.staged._stage import infer_role
 from optuna_hpi.staged._stage import Stage
+from optuna_hpi.staged._stage import three_stage
 
 
 if TYPE_CHECKING:
@@ -250,6 +252,30 @@ class StagedSampler(BaseSampler):
         self._lock = threading.Lock()
         self._view_cache: dict[tuple[int, int, str], FrozenTrial | None] = {}
         self._warned_no_free: set[int] = set()
+
+    @classmethod
+    def three_stage(
+        cls,
+        base_sampler: BaseSampler | None = None,
+        n_trials: Sequence[int] = (20, 30, 50),
+        **kwargs: Any,
+    ) -> StagedSampler:
+        """The three-stage preset as a sampler, for ask-and-tell and Ray Tune's ``OptunaSearch``.
+
+        Same stages as :meth:`optuna_hpi.StagedStudy.three_stage`; ``kwargs`` are this class's
+        keyword arguments (``roles``, ``defaults``, ``lag``, ...).
+        """
+        return cls(base_sampler, three_stage(n_trials, kwargs.get("lag") or 0), **kwargs)
+
+    @classmethod
+    def importance_driven(
+        cls,
+        base_sampler: BaseSampler | None = None,
+        n_trials: Sequence[int] = (30, 40, 30),
+        **kwargs: Any,
+    ) -> StagedSampler:
+        """The importance-driven preset as a sampler (see :meth:`three_stage`)."""
+        return cls(base_sampler, importance_driven(n_trials), **kwargs)
 
     # ------------------------------------------------------------------ public helpers
     @property

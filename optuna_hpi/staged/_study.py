@@ -130,8 +130,8 @@ class StagedStudy:
         parameter names (:func:`~optuna_hpi.staged.infer_role`). If no parameter has the
         learning-rate role, that stage moves every parameter (with a warning).
         """
-        return cls(study, three_stage(n_trials, kwargs.get("lag") or 0), roles=roles,
-                   defaults=defaults, **kwargs)
+        stages = three_stage(n_trials, kwargs.get("lag") or 0)
+        return cls(study, stages, roles=roles, defaults=defaults, **kwargs)
 
     @classmethod
     def importance_driven(
