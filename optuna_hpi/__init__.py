@@ -1,5 +1,7 @@
 """optuna-hpi: hyperparameter importance you can trust, and staged search that uses it."""
 
+from optuna_hpi._dashboard import DashboardPublication
+from optuna_hpi._dashboard import publish_to_dashboard
 from optuna_hpi._encoding import encode_study
 from optuna_hpi._encoding import EncodedTrials
 from optuna_hpi._encoding import ParamSpec
@@ -32,6 +34,7 @@ __all__ = [
     "AblationImportanceEvaluator",
     "AblationResult",
     "AblationStep",
+    "DashboardPublication",
     "EncodedTrials",
     "ImportanceReport",
     "ImportanceResult",
@@ -52,5 +55,6 @@ __all__ = [
     "importance_report",
     "importance_stability",
     "marginal_effects",
+    "publish_to_dashboard",
     "sensitivity_analysis",
 ]

@@ -299,6 +299,33 @@ def _prepare_output(output: str) -> None:
         _fail(f"--output {output!r}: the folder {folder!r} is not writable")
 
 
+def _cmd_publish(args: argparse.Namespace) -> str:
+    from optuna_hpi._dashboard import _dashboard
+    from optuna_hpi._dashboard import publish_to_dashboard
+
+    _dashboard()  # fail with the install hint before any computation
+    study = load_study(args.storage, args.study_name)
+    published = publish_to_dashboard(
+        study,
+        args.evaluators,
+        args.params,
+        target=target_of(study, args.target_index),
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        evaluator_options=_options(args),
+        progress=_progress(args),
+    )
+    url = storage_url(args.storage)
+    lines = [
+        f"published to study {study.study_name!r}: figures "
+        + ", ".join(published.graph_ids.values())
+        + " and the optuna-hpi section of the study's note",
+    ]
+    lines += [f"warning: {w}" for w in published.warnings if not args.quiet]
+    lines.append(f"view it with: optuna-dashboard {url}")
+    return "\n".join(lines)
+
+
 def _cmd_studies(args: argparse.Namespace) -> str:
     storage = _storage(args.storage)
     try:
@@ -436,6 +463,18 @@ def _parser() -> argparse.ArgumentParser:
         "offline) or 'inline' (self-contained, ~4.8 MB)",
     )
     p_plot.set_defaults(run=_cmd_plot)
+
+    p_pub = sub.add_parser(
+        "publish", help="store importance figures and a note where optuna-dashboard shows them"
+    )
+    common(p_pub, 20)
+    p_pub.add_argument(
+        "--evaluators",
+        type=evaluator_list,
+        default=["sobol", "relief", "ablation"],
+        help="comma-separated evaluators side by side (default: sobol,relief,ablation)",
+    )
+    p_pub.set_defaults(run=_cmd_publish)
 
     p_studies = sub.add_parser("studies", help="list the studies of a storage")
     p_studies.add_argument("--storage", required=True, help=storage_help)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
+    from optuna_hpi.staged._plan import StagePlan
+
 
 def require(module: str) -> Any:
     """Import a plotting backend or explain how to get it."""
@@ -235,6 +237,35 @@ def _fmt_dist(d: Any) -> str:
     return str(getattr(d, "choices", d))
 
 
+def staged_config(study: Study) -> dict[str, Any] | None:
+    """The stage configuration a StagedStudy stored in ``study`` (``None``: not a staged study)."""
+    import json
+
+    from optuna_hpi.staged._sampler import CONFIG_KEY
+
+    text = study.user_attrs.get(CONFIG_KEY)
+    return None if text is None else dict(json.loads(text))
+
+
+def stored_plans(study: Study) -> dict[int, StagePlan]:
+    """Plans of stages >= 1 that the study's storage holds, by stage index.
+
+    The one place that reads plans for the plots and the dashboard note.
+    """
+    from optuna_hpi.staged._plan import StagePlan
+    from optuna_hpi.staged._sampler import PLAN_KEY
+
+    attrs = study.user_attrs
+    config = staged_config(study)
+    if config is None:
+        return {}
+    plans: dict[int, StagePlan] = {}
+    for k in range(1, len(config["stages"])):
+        if PLAN_KEY + str(k) in attrs:
+            plans[k] = StagePlan.from_json(attrs[PLAN_KEY + str(k)])
+    return plans
+
+
 def staged_timeline(source: Any) -> Timeline:
     """Timeline data of a :class:`~optuna_hpi.StagedStudy` or a study run by one.
 
@@ -242,33 +273,25 @@ def staged_timeline(source: Any) -> Timeline:
     first stage has no stored plan; a parameter is shown held there when all its complete
     trials of that stage share one value.
     """
-    import json
-
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    from optuna_hpi.staged._plan import StagePlan
     from optuna_hpi.staged._sampler import CONFIG_KEY
-    from optuna_hpi.staged._sampler import PLAN_KEY
 
     study = getattr(source, "study", source)
     if study._is_multi_objective():
         raise ValueError("The staged timeline draws one objective; the study has several.")
-    attrs = study.user_attrs
-    if CONFIG_KEY not in attrs:
+    config = staged_config(study)
+    if config is None:
         raise ValueError(
             f"Study {study.study_name!r} was not run by a StagedStudy (no "
             f"{CONFIG_KEY!r} user attribute)."
         )
-    config = json.loads(attrs[CONFIG_KEY])
     stage_names = [s.get("name") or f"stage {k}" for k, s in enumerate(config["stages"])]
     starts = [0]
     for s in config["stages"][:-1]:
         starts.append(starts[-1] + int(s["n_trials"]))
-    plans: dict[int, StagePlan] = {}
-    for k in range(1, len(starts)):
-        if PLAN_KEY + str(k) in attrs:
-            plans[k] = StagePlan.from_json(attrs[PLAN_KEY + str(k)])
+    plans = stored_plans(study)
 
     def stage_of(number: int) -> int:
         return max(k for k, s in enumerate(starts) if number >= s)
