@@ -10,8 +10,11 @@ from optuna_hpi.analysis import importance_report
 from optuna_hpi.analysis import ImportanceReport
 from optuna_hpi.analysis import marginal_effects
 from optuna_hpi.analysis import MarginalEffects
+from optuna_hpi.analysis import RangeAdvice
+from optuna_hpi.analysis import RangeSuggestions
 from optuna_hpi.analysis import sensitivity_analysis
 from optuna_hpi.analysis import SensitivityResult
+from optuna_hpi.analysis import suggest_ranges
 from optuna_hpi.importance import AblationImportanceEvaluator
 from optuna_hpi.importance import AblationResult
 from optuna_hpi.importance import AblationStep
@@ -42,6 +45,8 @@ __all__ = [
     "NRReliefFImportanceEvaluator",
     "NRReliefFResult",
     "ParamSpec",
+    "RangeAdvice",
+    "RangeSuggestions",
     "SensitivityResult",
     "SobolImportanceEvaluator",
     "SobolResult",
@@ -57,4 +62,5 @@ __all__ = [
     "marginal_effects",
     "publish_to_dashboard",
     "sensitivity_analysis",
+    "suggest_ranges",
 ]

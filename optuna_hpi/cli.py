@@ -326,6 +326,28 @@ def _cmd_publish(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _cmd_ranges(args: argparse.Namespace) -> str:
+    from optuna_hpi.analysis._ranges import suggest_ranges
+
+    study = load_study(args.storage, args.study_name)
+    progress = _progress(args)
+    if progress is not None:
+        progress(f"range advice for {study.study_name!r} (Sobol' importances, marginal effects)")
+    ranges = suggest_ranges(
+        study,
+        args.params,
+        target=target_of(study, args.target_index),
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        min_trials=args.min_trials,
+    )
+    if args.format == "json":
+        return ranges.to_json()
+    if args.format == "python":
+        return ranges.to_python()
+    return ranges.to_text()
+
+
 def _cmd_studies(args: argparse.Namespace) -> str:
     storage = _storage(args.storage)
     try:
@@ -475,6 +497,24 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated evaluators side by side (default: sobol,relief,ablation)",
     )
     p_pub.set_defaults(run=_cmd_publish)
+
+    p_ranges = sub.add_parser(
+        "ranges", help="advise each parameter's range for the next study (keep/narrow/...)"
+    )
+    common(p_ranges, 20)
+    p_ranges.add_argument(
+        "--format",
+        choices=("table", "json", "python"),
+        default="table",
+        help="table (default), json (a list of objects) or python (trial.suggest_* lines)",
+    )
+    p_ranges.add_argument(
+        "--min-trials",
+        type=int,
+        default=20,
+        help="below this many usable trials every range is kept (default 20)",
+    )
+    p_ranges.set_defaults(run=_cmd_ranges)
 
     p_studies = sub.add_parser("studies", help="list the studies of a storage")
     p_studies.add_argument("--storage", required=True, help=storage_help)
