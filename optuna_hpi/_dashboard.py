@@ -220,6 +220,9 @@ def publish_to_dashboard(
     for kind, fig in figures.items():
         # optuna-dashboard draws each custom figure in a box 450 px high.
         fig.update_layout(title=titles[kind], height=DASHBOARD_HEIGHT)
+    if "timeline" in figures:
+        # At that height the top panel's axis title runs into the bottom panel's title.
+        figures["timeline"].update_xaxes(title_text=None, row=1, col=1)
 
     graph_ids: dict[str, str] = {}
     for kind, fig in figures.items():
