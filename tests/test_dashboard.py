@@ -277,8 +277,11 @@ def test_published_figures_and_note_render_in_the_browser(
                     full_page=True,
                     clip={"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0},
                 )
-            bars = page.locator("g.trace.bars")
-            assert bars.count() >= 2  # sobol and relief bar traces (plus the dashboard's own)
+            ours = page.locator(f'[id="user-defined-plot:{GRAPH_IDS["importances"]}"]')
+            assert ours.locator("g.trace.bars").count() == 2  # sobol and relief, side by side
+            legend = ours.locator("g.legend text.legendtext").all_text_contents()
+            assert legend == ["sobol", "relief"]
+            assert ours.locator("g.errorbar").count() > 0  # the bootstrap intervals are drawn
 
             page.goto(f"{dashboard_server}/dashboard/studies/{study_id}/note")
             page.get_by_text("optuna-hpi: hyperparameter importance").wait_for(timeout=30_000)
