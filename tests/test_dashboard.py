@@ -228,15 +228,26 @@ def dashboard_server(staged_url: str, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_published_figures_and_note_render_in_the_browser(
-    staged_url: str, dashboard_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    playwright = pytest.importorskip(
+@pytest.fixture
+def chromium() -> str:
+    """The browser binary; checked before the dashboard server is started."""
+    pytest.importorskip(
         "playwright.sync_api", reason="Playwright is not installed (pip install playwright)"
     )
-    chromium = _chromium()
-    if chromium is None:
+    found = _chromium()
+    if found is None:
         pytest.skip("no Chromium binary (apt-get install chromium, or set OPTUNA_HPI_CHROMIUM)")
+    return found
+
+
+def test_published_figures_and_note_render_in_the_browser(
+    chromium: str,
+    staged_url: str,
+    dashboard_server: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from playwright import sync_api as playwright
     argv = ["publish", "--storage", staged_url, "--study-name", "staged", "--n-bootstrap", "3",
             "--evaluators", "sobol,relief", "--quiet"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
