@@ -1,4 +1,5 @@
-"""The ``optuna-hpi`` command: importances, the side-by-side report and plots of a stored study.
+"""The ``optuna-hpi`` command: importances, the side-by-side report and plots of a stored study,
+publishing them to optuna-dashboard, range advice for the next study, and listing studies.
 
 Every error a user can cause (bad storage URL, unknown study, empty study, multi-objective study
 without ``--target-index``, unavailable evaluator) ends with one line on stderr and exit code 2.
@@ -321,7 +322,9 @@ def _cmd_publish(args: argparse.Namespace) -> str:
         + ", ".join(published.graph_ids.values())
         + " and the optuna-hpi section of the study's note",
     ]
-    lines += [f"warning: {w}" for w in published.warnings if not args.quiet]
+    if published.warnings:
+        # The warnings themselves went to stderr (unless --quiet) and into the note.
+        lines.append(f"{len(published.warnings)} guardrail warning(s) are listed in the note")
     lines.append(f"view it with: optuna-dashboard {url}")
     return "\n".join(lines)
 
