@@ -1,5 +1,7 @@
 """optuna-hpi: hyperparameter importance you can trust, and staged search that uses it."""
 
+from optuna_hpi._dashboard import DashboardPublication
+from optuna_hpi._dashboard import publish_to_dashboard
 from optuna_hpi._encoding import encode_study
 from optuna_hpi._encoding import EncodedTrials
 from optuna_hpi._encoding import ParamSpec
@@ -8,8 +10,11 @@ from optuna_hpi.analysis import importance_report
 from optuna_hpi.analysis import ImportanceReport
 from optuna_hpi.analysis import marginal_effects
 from optuna_hpi.analysis import MarginalEffects
+from optuna_hpi.analysis import RangeAdvice
+from optuna_hpi.analysis import RangeSuggestions
 from optuna_hpi.analysis import sensitivity_analysis
 from optuna_hpi.analysis import SensitivityResult
+from optuna_hpi.analysis import suggest_ranges
 from optuna_hpi.importance import AblationImportanceEvaluator
 from optuna_hpi.importance import AblationResult
 from optuna_hpi.importance import AblationStep
@@ -33,6 +38,7 @@ __all__ = [
     "AblationImportanceEvaluator",
     "AblationResult",
     "AblationStep",
+    "DashboardPublication",
     "EncodedTrials",
     "ImportanceReport",
     "ImportanceResult",
@@ -40,6 +46,8 @@ __all__ = [
     "NRReliefFImportanceEvaluator",
     "NRReliefFResult",
     "ParamSpec",
+    "RangeAdvice",
+    "RangeSuggestions",
     "SensitivityResult",
     "SobolImportanceEvaluator",
     "SobolResult",
@@ -54,5 +62,7 @@ __all__ = [
     "importance_stability",
     "load_plans",
     "marginal_effects",
+    "publish_to_dashboard",
     "sensitivity_analysis",
+    "suggest_ranges",
 ]

@@ -1,4 +1,5 @@
-"""The ``optuna-hpi`` command: importances, the side-by-side report and plots of a stored study.
+"""The ``optuna-hpi`` command: importances, the side-by-side report and plots of a stored study,
+publishing them to optuna-dashboard, range advice for the next study, and listing studies.
 
 Every error a user can cause (bad storage URL, unknown study, empty study, multi-objective study
 without ``--target-index``, unavailable evaluator) ends with one line on stderr and exit code 2.
@@ -15,6 +16,7 @@ import sys
 from typing import Any
 from typing import NoReturn
 from typing import TYPE_CHECKING
+import warnings
 
 import optuna
 from optuna.study import StudyDirection
@@ -51,21 +53,50 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     return lambda message: print(f"optuna-hpi: {message}", file=sys.stderr, flush=True)
 
 
-def _storage(url: str) -> BaseStorage:
-    if "://" not in url:
-        if os.path.isfile(url):
-            # A plain file path: a JournalStorage log (what `optuna.storages.journal` writes).
-            from optuna.storages.journal import JournalFileBackend
-            from optuna.storages.journal import JournalStorage
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".db3")
 
-            try:
-                return JournalStorage(JournalFileBackend(url))
-            except Exception as err:
-                _fail(f"cannot read journal file {url!r}: {_one_line(err)}")
-        _fail(
-            f"invalid --storage {url!r}: expected a database URL such as "
-            "sqlite:///study.db or the path of an existing journal file"
-        )
+
+def _is_sqlite_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def storage_url(url: str) -> str:
+    """The URL ``--storage`` means: a bare path of an SQLite file becomes ``sqlite:///path``.
+
+    Journal files and database URLs are returned unchanged; a bare path that does not exist
+    fails with one line instead of a journal decode error.
+    """
+    if "://" in url:
+        return url
+    if os.path.isfile(url):
+        # Recognised by content, not by name: journal logs are often called *.db too.
+        return f"sqlite:///{url}" if _is_sqlite_file(url) else url
+    if url.lower().endswith(_SQLITE_SUFFIXES):
+        _fail(f"invalid --storage {url!r}: no SQLite file at that path (check the path)")
+    _fail(
+        f"invalid --storage {url!r}: no such file, and not a database URL such as "
+        "sqlite:///study.db"
+    )
+
+
+def _storage(url: str) -> BaseStorage:
+    url = storage_url(url)
+    if "://" not in url:
+        # A plain file that is not SQLite: a JournalStorage log (`optuna.storages.journal`).
+        from optuna.storages.journal import JournalFileBackend
+        from optuna.storages.journal import JournalStorage
+
+        try:
+            return JournalStorage(JournalFileBackend(url))
+        except Exception as err:
+            _fail(
+                f"cannot read {url!r} as an SQLite database or a journal file: {_one_line(err)}"
+            )
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         # SQLAlchemy would silently create an empty database for a mistyped path.
@@ -199,6 +230,7 @@ def _cmd_plot(args: argparse.Namespace) -> str:
             f"--output {output!r}: use .html (plotly) or one of "
             f"{', '.join(_MATPLOTLIB_SUFFIXES)} (matplotlib)"
         )
+    _prepare_output(output)
     study = load_study(args.storage, args.study_name)
     progress = _progress(args)
     if suffix in _PLOTLY_SUFFIXES:
@@ -245,11 +277,119 @@ def _cmd_plot(args: argparse.Namespace) -> str:
             seed=args.seed,
         )
     if suffix in _PLOTLY_SUFFIXES:
-        figure.write_html(output)
+        figure.write_html(output, include_plotlyjs=_PLOTLYJS[args.plotlyjs])
     else:
-        fig = (figure.flat[0] if hasattr(figure, "flat") else figure).figure
-        fig.savefig(output, dpi=120)
+        figure.figure.savefig(output, dpi=120)  # every matplotlib plot returns an Axes
     return f"wrote {output}"
+
+
+#: ``--plotlyjs`` choice -> plotly's ``include_plotlyjs``.
+_PLOTLYJS: dict[str, str | bool] = {"cdn": "cdn", "directory": "directory", "inline": True}
+
+
+def _prepare_output(output: str) -> None:
+    """Create the output's folder (and check it is writable) before any computation."""
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        _fail(f"--output {output!r}: cannot create its folder {folder!r}: {err.strerror or err}")
+    if os.path.isdir(output):
+        _fail(f"--output {output!r} is a folder; give a file name such as {output}/plot.png")
+    if not os.access(folder, os.W_OK):
+        _fail(f"--output {output!r}: the folder {folder!r} is not writable")
+
+
+def _cmd_publish(args: argparse.Namespace) -> str:
+    from optuna_hpi._dashboard import _dashboard
+    from optuna_hpi._dashboard import publish_to_dashboard
+
+    _dashboard()  # fail with the install hint before any computation
+    study = load_study(args.storage, args.study_name)
+    published = publish_to_dashboard(
+        study,
+        args.evaluators,
+        args.params,
+        target=target_of(study, args.target_index),
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        evaluator_options=_options(args),
+        progress=_progress(args),
+    )
+    url = storage_url(args.storage)
+    lines = [
+        f"published to study {study.study_name!r}: figures "
+        + ", ".join(published.graph_ids.values())
+        + " and the optuna-hpi section of the study's note",
+    ]
+    if published.warnings:
+        # The warnings themselves went to stderr (unless --quiet) and into the note.
+        lines.append(f"{len(published.warnings)} guardrail warning(s) are listed in the note")
+    lines.append(f"view it with: optuna-dashboard {url}")
+    return "\n".join(lines)
+
+
+def _cmd_ranges(args: argparse.Namespace) -> str:
+    from optuna_hpi.analysis._ranges import suggest_ranges
+
+    study = load_study(args.storage, args.study_name)
+    progress = _progress(args)
+    if progress is not None:
+        progress(f"range advice for {study.study_name!r} (Sobol' importances, marginal effects)")
+    ranges = suggest_ranges(
+        study,
+        args.params,
+        target=target_of(study, args.target_index),
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        min_trials=args.min_trials,
+    )
+    if args.format == "json":
+        return ranges.to_json()
+    if args.format == "python":
+        return ranges.to_python()
+    return ranges.to_text()
+
+
+def _cmd_studies(args: argparse.Namespace) -> str:
+    storage = _storage(args.storage)
+    try:
+        studies = storage.get_all_studies()
+    except Exception as err:
+        _fail(f"cannot read studies from {args.storage!r}: {_one_line(err)}")
+    rows: list[dict[str, Any]] = []
+    for s in sorted(studies, key=lambda s: s.study_name):
+        trials = optuna.load_study(study_name=s.study_name, storage=storage).get_trials(
+            deepcopy=False
+        )
+        counts = {state.name.lower(): 0 for state in TrialState}
+        for t in trials:
+            counts[t.state.name.lower()] += 1
+        rows.append(
+            {
+                "name": s.study_name,
+                "n_trials": len(trials),
+                "n_complete": counts["complete"],
+                "states": {k: v for k, v in counts.items() if v},
+                "directions": [d.name.lower() for d in s.directions],
+            }
+        )
+    if args.format == "json":
+        return json.dumps(rows, indent=2)
+    if not rows:
+        return f"no studies in {args.storage!r}"
+    table = [("study", "trials", "complete", "directions")] + [
+        (r["name"], str(r["n_trials"]), str(r["n_complete"]), ",".join(r["directions"]))
+        for r in rows
+    ]
+    widths = [max(len(row[k]) for row in table) for k in range(4)]
+    lines = []
+    for i, row in enumerate(table):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:3], widths[1:3])]
+        lines.append("  ".join(cells + [row[3]]))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -258,13 +398,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Hyperparameter importance of an Optuna study in any storage.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    storage_help = (
+        "storage URL (e.g. sqlite:///study.db), or the path of an SQLite file or a journal file"
+    )
 
     def common(p: argparse.ArgumentParser, n_bootstrap: int) -> None:
-        p.add_argument(
-            "--storage",
-            required=True,
-            help="storage URL (e.g. sqlite:///study.db) or the path of a journal file",
-        )
+        p.add_argument("--storage", required=True, help=storage_help)
         p.add_argument(
             "--study-name", default=None, help="study to read (optional if it is the only one)"
         )
@@ -288,7 +427,11 @@ def _parser() -> argparse.ArgumentParser:
             default=None,
             help="source configuration of ablation as JSON, e.g. '{\"lr\": 0.001}'",
         )
-        p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+        p.add_argument(
+            "--quiet",
+            action="store_true",
+            help="nothing on stderr but errors: no progress messages, no warnings",
+        )
 
     def json_object(text: str) -> dict[str, Any]:
         try:
@@ -336,7 +479,51 @@ def _parser() -> argparse.ArgumentParser:
         default=["sobol"],
         help="comma-separated evaluators of the importances plot (default: sobol)",
     )
+    p_plot.add_argument(
+        "--plotlyjs",
+        choices=tuple(_PLOTLYJS),
+        default="cdn",
+        help="how an .html file gets plotly.js: 'cdn' (default, ~10 KB file, loads plotly.js "
+        "from the web), 'directory' (a shared plotly.min.js written beside the file, works "
+        "offline) or 'inline' (self-contained, ~4.8 MB)",
+    )
     p_plot.set_defaults(run=_cmd_plot)
+
+    p_pub = sub.add_parser(
+        "publish", help="store importance figures and a note where optuna-dashboard shows them"
+    )
+    common(p_pub, 20)
+    p_pub.add_argument(
+        "--evaluators",
+        type=evaluator_list,
+        default=["sobol", "relief", "ablation"],
+        help="comma-separated evaluators side by side (default: sobol,relief,ablation)",
+    )
+    p_pub.set_defaults(run=_cmd_publish)
+
+    p_ranges = sub.add_parser(
+        "ranges", help="advise each parameter's range for the next study (keep/narrow/...)"
+    )
+    common(p_ranges, 20)
+    p_ranges.add_argument(
+        "--format",
+        choices=("table", "json", "python"),
+        default="table",
+        help="table (default), json (a list of objects) or python (trial.suggest_* lines)",
+    )
+    p_ranges.add_argument(
+        "--min-trials",
+        type=int,
+        default=20,
+        help="below this many usable trials every range is kept (default 20)",
+    )
+    p_ranges.set_defaults(run=_cmd_ranges)
+
+    p_studies = sub.add_parser("studies", help="list the studies of a storage")
+    p_studies.add_argument("--storage", required=True, help=storage_help)
+    p_studies.add_argument("--format", choices=("table", "json"), default="table")
+    p_studies.add_argument("--quiet", action="store_true", help="no warnings on stderr")
+    p_studies.set_defaults(run=_cmd_studies)
     return parser
 
 
@@ -344,9 +531,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``optuna-hpi`` console script; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet = bool(getattr(args, "quiet", False))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR if quiet else optuna.logging.WARNING)
     try:
-        output = args.run(args)
+        with warnings.catch_warnings():
+            if quiet:
+                # Python warnings (guardrails of the evaluators, Optuna's experimental
+                # warnings) go to stderr by default; --quiet promises errors only.
+                warnings.simplefilter("ignore")
+            output = args.run(args)
     except CliError as err:
         print(f"optuna-hpi: error: {err}", file=sys.stderr)
         return 2
@@ -354,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Argument errors of the analysis layer carry a message meant for the user.
         print(f"optuna-hpi: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     print(output)
     return 0
 

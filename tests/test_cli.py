@@ -3,6 +3,8 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 import json
 from pathlib import Path
+from typing import Any
+import warnings
 
 import optuna
 import pytest
@@ -175,3 +177,113 @@ def test_console_script_entry_point() -> None:
     (script,) = entry_points(group="console_scripts", name="optuna-hpi")
     assert script.value == "optuna_hpi.cli:main"
     assert script.load() is main
+
+
+# -- rough edges of a first use (issue 14) ---------------------------------------------------
+
+
+def test_plot_output_folder_is_created_or_refused_before_any_work(
+    storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    base = ("--storage", storage, "--study-name", "demo", "--quiet", "--n-bootstrap", "0")
+    png = tmp_path / "missing" / "dir" / "x.png"
+    code, out, err = run(capsys, "plot", "importances", *base, "--evaluators", "mdi",
+                         "--output", str(png))  # fmt: skip
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A folder that cannot be created: one line, exit 2, and checked before the storage is
+    # even opened (the storage here does not exist, yet the output is what is reported).
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    missing_db = f"sqlite:///{tmp_path}/nope.db"
+    code, out, err = run(capsys, "plot", "importances", "--storage", missing_db,
+                         "--output", str(blocker / "x.png"))  # fmt: skip
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "cannot create its folder" in err
+
+
+def test_bare_sqlite_path_is_accepted(
+    storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    path = storage[len("sqlite:///") :]
+    monkeypatch.chdir(Path(path).parent)
+    code, out, err = run(capsys, "importance", "--storage", Path(path).name, "--study-name",
+                         "demo", "--evaluator", "mdi", "--format", "json", "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["n_trials"] == 30
+    code, out, err = run(capsys, "studies", "--storage", "other.db")
+    assert code == 2 and err.count("\n") == 1 and "no SQLite file at that path" in err
+    # A journal file is still read as one.
+    journal = tmp_path / "journal.log"
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalStorage
+
+    study = optuna.create_study(
+        study_name="j", storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    study.optimize(objective, n_trials=3)
+    code, out, err = run(capsys, "studies", "--storage", str(journal), "--format", "json")
+    assert code == 0, err
+    assert [s["name"] for s in json.loads(out)] == ["j"]
+
+
+def test_studies_lists_names_trial_counts_and_directions(
+    storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "studies", "--storage", storage, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out) == [
+        {"name": "demo", "n_trials": 30, "n_complete": 30, "states": {"complete": 30},
+         "directions": ["minimize"]},
+        {"name": "empty", "n_trials": 0, "n_complete": 0, "states": {},
+         "directions": ["minimize"]},
+        {"name": "mo", "n_trials": 15, "n_complete": 15, "states": {"complete": 15},
+         "directions": ["minimize", "maximize"]},
+    ]  # fmt: skip
+    code, out, _ = run(capsys, "studies", "--storage", storage)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["study", "trials", "complete", "directions"]
+    assert lines[4].split() == ["mo", "15", "15", "minimize,maximize"]
+    code, _, err = run(capsys, "studies", "--storage", f"sqlite:///{tmp_path}/none.db")
+    assert code == 2 and "no SQLite database" in err
+
+
+def test_quiet_silences_python_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Importances of a single trial are all 0 and the evaluators warn about it: a guardrail
+    # warning, shown without --quiet and silenced with it.
+    url = f"sqlite:///{tmp_path}/one.db"
+    optuna.create_study(study_name="one", storage=url).optimize(objective, n_trials=1)
+    args = ("importance", "--storage", url, "--evaluator", "sobol")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = run(capsys, *args)
+    assert code == 0, err
+    assert any("At most one usable trial" in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run(capsys, *args, "--quiet")
+    assert code == 0 and err == "" and "sobol importances (1 trials" in out
+    assert [str(w.message) for w in caught] == []
+
+
+def test_html_plots_are_small_by_default(
+    storage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("plotly")
+    base = ("plot", "importances", "--storage", storage, "--study-name", "demo", "--quiet",
+            "--n-bootstrap", "0", "--evaluators", "mdi")  # fmt: skip
+    sizes = {}
+    for mode in ("cdn", "directory", "inline"):
+        html = tmp_path / mode / "importances.html"
+        extra = () if mode == "cdn" else ("--plotlyjs", mode)
+        code, _, err = run(capsys, *base, *extra, "--output", str(html))
+        assert code == 0, err
+        sizes[mode] = html.stat().st_size
+    assert sizes["cdn"] < 100_000 and sizes["directory"] < 100_000
+    assert "cdn.plot.ly" in (tmp_path / "cdn" / "importances.html").read_text()
+    assert (tmp_path / "directory" / "plotly.min.js").stat().st_size > 1_000_000
+    assert sizes["inline"] > 1_000_000  # self-contained: plotly.js inside

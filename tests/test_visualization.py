@@ -22,6 +22,7 @@ from optuna_hpi.analysis import ablation_on_objective
 pytest.importorskip("plotly")
 mpl = pytest.importorskip("matplotlib")
 mpl.use("Agg")
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -129,9 +130,12 @@ def test_marginal_effect_curves(study: optuna.Study) -> None:
     # 4x^2 is lowest in the middle of [-1, 1].
     assert np.argmin(x.mean) not in (0, len(x.mean) - 1)
 
-    axes = mplots.plot_marginal_effects(effects, params=["x", "lr"])
-    assert len(axes) == 2 and axes[1].get_xscale() == "log"
-    assert list(axes[0].lines[0].get_ydata()) == pytest.approx(list(x.mean))
+    ax = mplots.plot_marginal_effects(effects, params=["x", "lr"])
+    assert isinstance(ax, Axes)  # one documented return type for every matplotlib plot
+    axes = ax.figure.axes  # one Axes per parameter, empty grid cells removed
+    assert len(axes) == 2 and axes[0] is ax and axes[1].get_xscale() == "log"
+    assert list(ax.lines[0].get_ydata()) == pytest.approx(list(x.mean))
+    assert len(mplots.plot_marginal_effects(effects).figure.axes) == 4
 
 
 def test_ablation_path(study: optuna.Study) -> None:
@@ -199,7 +203,9 @@ def test_staged_timeline() -> None:
     stage_traces = [t for t in fig.data if t.name in heat.x]
     assert [len(t.x) for t in stage_traces] == [4, 4, 8, 8]
 
-    top, bottom = mplots.plot_staged_timeline(study)  # a plain study works (plans in storage)
+    top = mplots.plot_staged_timeline(study)  # a plain study works (plans in storage)
+    assert isinstance(top, Axes)
+    bottom = top.figure.axes[1]
     assert np.array_equal(bottom.images[0].get_array(), np.asarray(heat.z))
     assert list(top.lines[0].get_ydata()) == pytest.approx(list(best.y))
 

@@ -3,6 +3,9 @@
 from optuna_hpi.analysis._marginal import marginal_effects
 from optuna_hpi.analysis._marginal import MarginalEffect
 from optuna_hpi.analysis._marginal import MarginalEffects
+from optuna_hpi.analysis._ranges import RangeAdvice
+from optuna_hpi.analysis._ranges import RangeSuggestions
+from optuna_hpi.analysis._ranges import suggest_ranges
 from optuna_hpi.analysis._registry import available_evaluators
 from optuna_hpi.analysis._registry import evaluator_class
 from optuna_hpi.analysis._registry import EVALUATOR_NAMES
@@ -33,6 +36,8 @@ __all__ = [
     "MarginalEffect",
     "MarginalEffects",
     "Perturbation",
+    "RangeAdvice",
+    "RangeSuggestions",
     "SENSITIVITY_ATTR",
     "SensitivityResult",
     "available_evaluators",
@@ -41,4 +46,5 @@ __all__ = [
     "make_evaluator",
     "marginal_effects",
     "sensitivity_analysis",
+    "suggest_ranges",
 ]

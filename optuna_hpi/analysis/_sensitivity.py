@@ -42,7 +42,9 @@ class Perturbation:
         value: The new value of the parameter (external units).
         trial_number: Number of the trial that evaluated it.
         objective: Response of that trial in the user's orientation (``nan`` if it failed).
-        delta: ``objective`` minus the reference response of the best configuration.
+        delta: ``objective`` minus the reference response of the best configuration, in the
+            objective's own sign (negative is better when minimizing, worse when maximizing);
+            :meth:`SensitivityResult.change` turns it into "positive = worse".
 
     Example:
 
@@ -113,12 +115,26 @@ class SensitivityResult:
     perturbations: list[Perturbation]
     worst_change: dict[str, float] = field(default_factory=dict)
 
+    def change(self, perturbation: Perturbation) -> float:
+        """How much worse ``perturbation`` is than :attr:`reference` (positive = worse).
+
+        This is :attr:`Perturbation.delta` with the sign of the study's direction: equal to it
+        when minimizing, its negation when maximizing. :attr:`worst_change` is the largest
+        change of each parameter.
+        """
+        sign = -1.0 if self.direction == "maximize" else 1.0
+        return sign * perturbation.delta + 0.0  # no '-0' for unchanged values
+
     def to_text(self) -> str:
-        """Printable table, most sensitive parameter first."""
+        """Printable table, most sensitive parameter first.
+
+        Every number labelled "change" uses one convention, stated in the header: positive =
+        worse than the reference, in either direction. The raw value is printed beside it.
+        """
         lines = [
             f"Sensitivity around trial {self.base_trial} ({self.direction}, "
             f"best {self.base_value:.6g}, reference {self.reference:.6g}); "
-            "positive change = worse",
+            "change = how much worse than the reference (positive = worse)",
         ]
         order = sorted(
             self.worst_change, key=lambda p: -np.nan_to_num(self.worst_change[p], nan=-np.inf)
@@ -129,7 +145,7 @@ class SensitivityResult:
                 if q.param == p:
                     lines.append(
                         f"    {q.label:>12}  {q.value!r:>14}  value {q.objective:.6g}  "
-                        f"delta {q.delta:+.6g}  (trial {q.trial_number})"
+                        f"change {self.change(q):+.6g}  (trial {q.trial_number})"
                     )
         return "\n".join(lines)
 

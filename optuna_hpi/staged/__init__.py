@@ -1,6 +1,7 @@
 """Importance-guided staged search: stage specs, plans, the sampler wrapper, the orchestrator."""
 
 from optuna_hpi.staged._plan import load_plans
+from optuna_hpi.staged._plan import narrow_distribution
 from optuna_hpi.staged._plan import PlanRules
 from optuna_hpi.staged._plan import StagePlan
 from optuna_hpi.staged._sampler import default_evaluator
@@ -21,4 +22,5 @@ __all__ = [
     "default_value",
     "infer_role",
     "load_plans",
+    "narrow_distribution",
 ]

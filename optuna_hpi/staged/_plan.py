@@ -594,17 +594,48 @@ def _narrow(
     directions: Sequence[StudyDirection],
     rules: PlanRules,
 ) -> BaseDistribution | None:
-    """A narrowed copy of ``dist`` around the best ``rows``; ``None`` if nothing to narrow."""
+    """:func:`narrow_distribution` around the best ``rows`` (ranked by the study's response)."""
     assert isinstance(dist, (FloatDistribution, IntDistribution))
     if len(rows) < 3:
         return None
     data = encode_trials(rows, directions, params=[name])
     if not data.specs:
         return None
-    spec = data.specs[0]
-    x = data.X[:, 0]
-    keep = np.isfinite(x)
-    x, y = x[keep], data.y[keep]
+    values = [t.params[name] for t in data.trials]
+    return narrow_distribution(dist, values, data.y.tolist(), rules)
+
+
+def narrow_distribution(
+    dist: BaseDistribution, values: Sequence[Any], losses: Sequence[float], rules: PlanRules
+) -> BaseDistribution | None:
+    """A narrowed copy of ``dist`` around the values with the lowest losses.
+
+    The rule of the staged planner and of :func:`~optuna_hpi.suggest_ranges`: the values of
+    the best ``rules.top_fraction`` (at least 3), widened on each side by ``rules.pad`` of
+    their width and to at least ``rules.min_width`` of the user's range, on the sampler's
+    scale (log for ``log=True``), clipped to ``dist`` and aligned to its int/step grid.
+
+    Args:
+        dist: The user's numeric distribution.
+        values: Parameter values (external representation), one per trial.
+        losses: The trials' response, lower is better.
+        rules: Thresholds.
+
+    Returns:
+        The narrowed distribution, or ``None`` when fewer than 3 values are given or nothing
+        would change. A one-value result is a distribution with ``low == high``.
+    """
+    if not isinstance(dist, (FloatDistribution, IntDistribution)):
+        raise TypeError(f"Only int and float distributions can be narrowed, got {dist}.")
+    if len(values) != len(losses):
+        raise ValueError("`values` and `losses` must have the same length.")
+    from optuna_hpi._encoding import _spec
+
+    spec = _spec("_", dist, False)
+    x = spec.encode_many(list(values))
+    y = np.asarray(losses, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
     if x.size < 3:
         return None
     n_top = max(3, math.ceil(rules.top_fraction * x.size))

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
+    from optuna_hpi.staged._plan import StagePlan
+
 
 def require(module: str) -> Any:
     """Import a plotting backend or explain how to get it."""
@@ -235,6 +237,27 @@ def _fmt_dist(d: Any) -> str:
     return str(getattr(d, "choices", d))
 
 
+def staged_config(study: Study) -> dict[str, Any] | None:
+    """The stage configuration a StagedStudy stored in ``study`` (``None``: not a staged study)."""
+    from optuna_hpi.staged._plan import CONFIG_KEY
+    from optuna_hpi.staged._plan import load_config
+
+    return load_config(study) if CONFIG_KEY in study.user_attrs else None
+
+
+def stored_plans(study: Study) -> dict[int, StagePlan]:
+    """Plans of stages >= 1 that the study's storage holds, by stage index.
+
+    The one place that reads plans for the plots and the dashboard note (through the staged
+    package's public :func:`~optuna_hpi.load_plans`).
+    """
+    from optuna_hpi.staged import load_plans
+
+    if staged_config(study) is None:
+        return {}
+    return {p.stage: p for p in load_plans(study)[1:]}
+
+
 def staged_timeline(source: Any) -> Timeline:
     """Timeline data of a :class:`~optuna_hpi.StagedStudy` or a study run by one.
 
@@ -245,18 +268,22 @@ def staged_timeline(source: Any) -> Timeline:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    from optuna_hpi.staged import load_plans
-    from optuna_hpi.staged._plan import load_config
+    from optuna_hpi.staged._plan import CONFIG_KEY
 
     study = getattr(source, "study", source)
     if study._is_multi_objective():
         raise ValueError("The staged timeline draws one objective; the study has several.")
-    config = load_config(study)
+    config = staged_config(study)
+    if config is None:
+        raise ValueError(
+            f"Study {study.study_name!r} was not run by a StagedStudy (no "
+            f"{CONFIG_KEY!r} user attribute)."
+        )
     stage_names = [s.get("name") or f"stage {k}" for k, s in enumerate(config["stages"])]
     starts = [int(config.get("offset", 0))]
     for s in config["stages"][:-1]:
         starts.append(starts[-1] + int(s["n_trials"]))
-    plans = {p.stage: p for p in load_plans(study)[1:]}
+    plans = stored_plans(study)
 
     def stage_of(number: int) -> int:
         return max((k for k, s in enumerate(starts) if number >= s), default=0)

@@ -1,4 +1,9 @@
-"""Matplotlib twins of :mod:`optuna_hpi.visualization` (matplotlib is imported on call)."""
+"""Matplotlib twins of :mod:`optuna_hpi.visualization` (matplotlib is imported on call).
+
+Every function returns one ``matplotlib.axes.Axes``: the main panel of the figure. Plots with
+several panels (marginal effects, staged timeline) reach the others through ``ax.figure.axes``,
+in the documented order, so ``ax.figure.savefig(...)`` works the same for every plot.
+"""
 
 from __future__ import annotations
 
@@ -130,12 +135,13 @@ def plot_marginal_effects(
     n_bootstrap: int = 10,
     show_trials: bool = True,
     seed: int = 0,
-) -> np.ndarray:
+) -> Axes:
     """Matplotlib version of :func:`optuna_hpi.visualization.plot_marginal_effects`.
 
     Returns:
-        A flat array of ``Axes``, one per parameter (in curve order); on a numeric parameter's
-        axes ``ax.lines[0]`` is the curve, ``ax.collections[0]`` the band.
+        The ``Axes`` of the first parameter; ``ax.figure.axes`` holds one ``Axes`` per
+        parameter, in curve order (grid cells beyond the last parameter are removed). On a
+        numeric parameter's axes ``lines[0]`` is the curve, ``collections[0]`` the band.
 
     Example:
 
@@ -146,8 +152,8 @@ def plot_marginal_effects(
 
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
             study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=30)
-            axes = plot_marginal_effects(study, n_bootstrap=3)
-            axes[0].figure.savefig("marginal.png")
+            ax = plot_marginal_effects(study, n_bootstrap=3)
+            ax.figure.savefig("marginal.png")
     """
     plt = require("matplotlib.pyplot")
     ticker = require("matplotlib.ticker")
@@ -157,7 +163,8 @@ def plot_marginal_effects(
     fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     axes = grid.ravel()
     for ax in axes[len(names) :]:
-        ax.set_visible(False)
+        # Removed rather than hidden, so that figure.axes lists exactly one Axes per parameter.
+        fig.delaxes(ax)
     for ax, name in zip(axes, names):
         c = me.curves[name]
         if c.kind == "categorical":
@@ -190,7 +197,7 @@ def plot_marginal_effects(
     level = int(round(100 * me.confidence))
     fig.suptitle(f"Marginal effects (surrogate partial dependence, {level}% bootstrap band)")
     fig.tight_layout()
-    return axes[: len(names)]
+    return axes[0]
 
 
 def plot_ablation_path(
@@ -245,12 +252,13 @@ def plot_ablation_path(
     return ax
 
 
-def plot_staged_timeline(source: Any) -> np.ndarray:
+def plot_staged_timeline(source: Any) -> Axes:
     """Matplotlib version of :func:`optuna_hpi.visualization.plot_staged_timeline`.
 
     Returns:
-        Two ``Axes``: the objective over trials (``lines[0]`` is the best so far) and the status
-        grid (``images[0].get_array()``: 0 free, 1 narrowed, 2 frozen; params x stages).
+        The ``Axes`` of the objective over trials (``lines[0]`` is the best so far);
+        ``ax.figure.axes[1]`` is the status grid (``images[0].get_array()``: 0 free,
+        1 narrowed, 2 frozen; params x stages).
 
     Example:
 
@@ -270,8 +278,8 @@ def plot_staged_timeline(source: Any) -> np.ndarray:
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
             staged = StagedStudy.three_stage(study, n_trials=(10, 10, 10))
             staged.optimize(objective)
-            axes = plot_staged_timeline(staged)
-            axes[0].figure.savefig("timeline.png")
+            ax = plot_staged_timeline(staged)
+            ax.figure.savefig("timeline.png")
     """
     plt = require("matplotlib.pyplot")
     colors = require("matplotlib.colors")
@@ -303,4 +311,4 @@ def plot_staged_timeline(source: Any) -> np.ndarray:
     bottom.set_title("parameter status per stage (blue free, orange narrowed, grey frozen)")
     top.set_title("Staged study timeline")
     fig.tight_layout()
-    return np.array([top, bottom])
+    return top
