@@ -71,6 +71,9 @@ ABLATIONS = [
     "three_stage_unhidden_last",
     "importance_20",
     "three_stage_w10",
+    "three_stage_local",
+    "three_stage_short",
+    "importance_local",
 ]
 N_TRIALS = 100
 CHECKPOINTS = (25, 50, 100)
@@ -270,6 +273,36 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
     study.optimize = optimize_timed  # type: ignore[method-assign]
     if method == "three_stage":
         StagedStudy.three_stage(study, n_trials=(20, 30, 50)).optimize(task.objective)
+    elif method == "three_stage_w10":
+        from optuna_hpi import Stage
+        from optuna_hpi.staged._stage import three_stage
+
+        stages = three_stage((20, 30, 50))
+        stages[0] = Stage(10, narrow=False, name="warm_start")
+        stages[1] = Stage(10, roles=("learning_rate",), narrow=False, name="learning_rate")
+        StagedStudy(study, stages).optimize(task.objective)
+    elif method in ("three_stage_local", "three_stage_short"):
+        from optuna_hpi import Stage
+
+        short = method == "three_stage_short"
+        stages = [
+            Stage(10, narrow=False, name="warm_start"),
+            Stage(5 if short else 10, roles=("learning_rate",), narrow=False, name="lr"),
+            Stage(10 if short else 30, roles=("learning_rate", "regularization"), name="reg"),
+            Stage(75 if short else 50, narrow=False, local=0.25, full_every=4, name="fine"),
+        ]
+        StagedStudy(study, stages).optimize(task.objective)
+    elif method == "importance_local":
+        from optuna_hpi import Stage
+
+        stages = [
+            Stage(30, narrow=False, name="explore"),
+            Stage(40, freeze=True, name="focus"),
+            Stage(30, narrow=False, local=0.25, full_every=4, name="final"),
+        ]
+        StagedStudy(study, stages).optimize(task.objective)
+    elif method == "importance_20":
+        StagedStudy.importance_driven(study, n_trials=(20, 40, 40)).optimize(task.objective)
     elif method in ABLATIONS:
         from optuna_hpi import Stage
         from optuna_hpi.staged._stage import three_stage
@@ -285,16 +318,6 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
         staged.optimize(task.objective)
     elif method == "importance":
         StagedStudy.importance_driven(study, n_trials=(30, 40, 30)).optimize(task.objective)
-    elif method == "three_stage_w10":
-        from optuna_hpi import Stage
-        from optuna_hpi.staged._stage import three_stage
-
-        stages = three_stage((20, 30, 50))
-        stages[0] = Stage(10, narrow=False, name="warm_start")
-        stages[1] = Stage(10, roles=("learning_rate",), narrow=False, name="learning_rate")
-        StagedStudy(study, stages).optimize(task.objective)
-    elif method == "importance_20":
-        StagedStudy.importance_driven(study, n_trials=(20, 40, 40)).optimize(task.objective)
     else:
         study.optimize(task.objective, n_trials=N_TRIALS)
     values = [t.value for t in study.trials[:N_TRIALS]]

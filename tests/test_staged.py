@@ -480,3 +480,30 @@ def test_any_base_sampler_obeys_the_plans(make_base: Any) -> None:
         for name, value in t.params.items():
             dist = t.distributions[name]
             assert dist._contains(dist.to_internal_repr(value)), (t.number, name, value)
+
+
+def test_local_stage_searches_a_window_around_the_incumbent_with_full_range_fallback() -> None:
+    spy = SpySampler()
+    study = optuna.create_study(sampler=spy)
+    stages = [Stage(8, narrow=False), Stage(8, narrow=False, local=0.2, full_every=4)]
+    staged = StagedStudy(study, stages, evaluator=fast_evaluator())
+    staged.optimize(mlp_like)
+    plan = staged.plans[1]
+    best = study.trials[plan.best_trial]  # type: ignore[index]
+    window = plan.narrowed["learning_rate"]
+    assert isinstance(window, FloatDistribution) and window.log
+    # A fifth of the log range, centred on the incumbent (clipped to the user's range).
+    span = math.log(LR.high / LR.low)
+    assert math.log(window.high / window.low) == pytest.approx(0.2 * span, rel=1e-6) or (
+        window.low == LR.low or window.high == LR.high
+    )
+    assert window.low <= best.params["learning_rate"] <= window.high
+    for number, name, dist, _ in (c for c in spy.seen if c[0] >= 8):
+        fallback = (number - 8) % 4 == 0
+        assert dist == (
+            study.trials[number].distributions[name] if fallback else plan.narrowed[name]
+        )
+    with pytest.raises(ValueError, match="local"):
+        Stage(3, local=1.5)
+    with pytest.raises(ValueError, match="full_every"):
+        Stage(3, full_every=-1)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace as _replace
 from decimal import Decimal
 import json
 import math
@@ -437,26 +438,38 @@ def compute_plan(
         reasons[name] = "free, user range"
         if name in prev_free and not evidence and (stage.freeze or stage.narrow):
             reasons[name] = f"free, user range: {thin}"
-        if not stage.narrow or dist.single() or isinstance(dist, CategoricalDistribution):
+        if dist.single() or isinstance(dist, CategoricalDistribution):
             continue
-        if imp is not None and lower > rules.narrow_above:
+        if stage.narrow and imp is not None and lower > rules.narrow_above:
             rows = [t for t in complete if t.number in y_of and name in t.params]
             narrow = _narrow(name, dist, [t for t in rows if free_in(t, name)], directions, rules)
-            if narrow is None:
-                continue
-            if narrow.single():
+            if narrow is not None and narrow.single():
                 free.remove(name)
                 frozen[name] = narrow.to_external_repr(narrow.to_internal_repr(narrow.low))  # type: ignore[attr-defined]
                 reasons[name] = f"frozen at {frozen[name]!r}: its narrowed range has one value"
                 continue
-            narrowed[name] = narrow
-            reasons[name] = (
-                f"narrowed to [{_fmt(narrow)}]: share {imp:.3f}, interval "
-                f"[{lower:.3f}, {upper:.3f}] above {rules.narrow_above}"
-            )
-        elif name in prev_plan.narrowed and prev_plan.distributions.get(name) == dist:
+            if narrow is not None:
+                narrowed[name] = narrow
+                reasons[name] = (
+                    f"narrowed to [{_fmt(narrow)}]: share {imp:.3f}, interval "
+                    f"[{lower:.3f}, {upper:.3f}] above {rules.narrow_above}"
+                )
+        elif (
+            stage.narrow
+            and name in prev_plan.narrowed
+            and prev_plan.distributions.get(name) == dist
+        ):
             narrowed[name] = prev_plan.narrowed[name]
             reasons[name] = f"narrowed to [{_fmt(prev_plan.narrowed[name])}] (carried over)"
+        if stage.local > 0 and name not in narrowed and incumbent is not None:
+            window = _local_window(dist, incumbent.params.get(name), stage.local, rules)
+            if window is not None:
+                narrowed[name] = window
+                fallback = f"; every {stage.full_every}th trial: user range" * bool(
+                    stage.full_every
+                )
+                around = f"around trial {incumbent.number}{fallback}"
+                reasons[name] = f"local: [{_fmt(window)}] {around}"
 
     return StagePlan(
         stage=k,
@@ -678,6 +691,19 @@ def narrow_distribution(
     if narrowed == dist:
         return None
     return narrowed
+
+
+def _local_window(
+    dist: BaseDistribution, value: Any, width: float, rules: PlanRules
+) -> BaseDistribution | None:
+    """A window of ``width`` of the range around ``value``: the narrowing rule with ``value``
+    as the only top value and ``width`` as the minimum width."""
+    if value is None:
+        return None
+    window = narrow_distribution(
+        dist, [value] * 3, [0.0] * 3, _replace(rules, min_width=width, pad=0.0, top_fraction=1.0)
+    )
+    return None if window is None or window.single() else window
 
 
 def _default(name: str, dist: BaseDistribution, defaults: Mapping[str, Any]) -> Any:

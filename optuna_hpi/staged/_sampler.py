@@ -250,7 +250,7 @@ class StagedSampler(BaseSampler):
         # trial id -> ident of the thread that asked it (to detect a batch-ask deadlock).
         self._running: dict[int, int] = {}
         self._lock = threading.Lock()
-        self._view_cache: dict[tuple[int, int, str], FrozenTrial | None] = {}
+        self._view_cache: dict[tuple[int, int, str, bool], FrozenTrial | None] = {}
         self._warned_no_free: set[int] = set()
 
     @classmethod
@@ -402,10 +402,11 @@ class StagedSampler(BaseSampler):
         k = self._schedule.stage_of(trial.number)
         plan = self._plan(study, k, trial.number)
         space: dict[str, BaseDistribution] = {}
+        full = self._full_range(k, trial.number)
         for name, dist in self._base.infer_relative_search_space(study, trial).items():
             if not self._is_free(study, plan, k, name, trial.number):
                 continue
-            space[name] = self._narrowed(plan, name, dist)
+            space[name] = dist if full else self._narrowed(plan, name, dist)
         return space
 
     def sample_relative(
@@ -415,11 +416,12 @@ class StagedSampler(BaseSampler):
             return {}
         k = self._schedule.stage_of(trial.number)
         names = list(search_space)
+        full = self._full_range(k, trial.number)
 
         def keep_complete(t: FrozenTrial) -> FrozenTrial | None:
             # Relative samplers model the joint space: a trial missing any of its (visible)
             # parameters is left out rather than handed over incomplete.
-            v = self._visible(study, k, t)
+            v = self._visible(study, k, t, full)
             if v is None or not all(n in v.params for n in names):
                 return None if v is None or v.state.is_finished() else v
             return v
@@ -457,11 +459,14 @@ class StagedSampler(BaseSampler):
             narrowed = param_distribution
         else:
             narrowed = self._narrowed(plan, param_name, param_distribution)
+        full = self._full_range(k, trial.number)
+        if full:
+            narrowed = param_distribution
 
         def without_hidden(t: FrozenTrial) -> FrozenTrial | None:
             # A trial whose value of this parameter is hidden is left out altogether, so the
             # base sampler's startup rule counts only trials that say something about it.
-            v = self._visible(study, k, t)
+            v = self._visible(study, k, t, full)
             if v is not None and param_name in t.params and param_name not in v.params:
                 return None
             return v
@@ -500,9 +505,21 @@ class StagedSampler(BaseSampler):
             return dist
         return narrow
 
-    def _visible(self, study: Study, k: int, t: FrozenTrial) -> FrozenTrial | None:
-        """``t`` as the base sampler may see it while sampling stage ``k``."""
-        key = (k, t._trial_id, t.state.name)
+    def _full_range(self, k: int, number: int) -> bool:
+        """Whether trial ``number`` is a local stage's full-range fallback trial."""
+        stage = self._stages[k]
+        return (
+            bool(stage.full_every) and (number - self._schedule.starts[k]) % stage.full_every == 0
+        )
+
+    def _visible(
+        self, study: Study, k: int, t: FrozenTrial, full: bool = False
+    ) -> FrozenTrial | None:
+        """``t`` as the base sampler may see it while sampling stage ``k``.
+
+        ``full``: for a trial that searches the user's full ranges (no narrowed range applies).
+        """
+        key = (k, t._trial_id, t.state.name, full)
         finished = t.state.is_finished()
         if finished and key in self._view_cache:
             return self._view_cache[key]
@@ -511,16 +528,17 @@ class StagedSampler(BaseSampler):
         own = self._plans.get(j) if j >= 0 else None
         if plan is None or (j >= 0 and own is None):
             return t
+        narrowed = {} if full else plan.narrowed
         params = dict(t.params)
         hidden = []
         for name, value in t.params.items():
             if own is not None and not own.is_free(name, self._stages[j], self._roles):
                 # A held value says nothing about the parameter (unfreezing trap); an
                 # uninformative draw keeps the trial in a multivariate model's joint space.
-                dist = plan.narrowed.get(name, t.distributions[name])
+                dist = narrowed.get(name, t.distributions[name])
                 params[name] = _uninformative(dist, t.number, name)
                 continue
-            narrow = plan.narrowed.get(name)
+            narrow = narrowed.get(name)
             if narrow is not None and not _contains(narrow, value):
                 hidden.append(name)
         view = t

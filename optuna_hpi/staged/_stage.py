@@ -193,6 +193,12 @@ class Stage:
         freeze: Freeze parameters the previous stage found confidently unimportant.
         narrow: Narrow numeric parameters the previous stage found confidently important.
         name: Label shown in plans and logs.
+        local: When > 0, a local search: every free numeric parameter not otherwise narrowed
+            is searched in a window of this fraction of its range (sampler scale) around the
+            incumbent's value.
+        full_every: With ``local``, every ``full_every``-th trial of the stage (counted from
+            its first) searches the user's full ranges instead: a fallback in case the
+            incumbent sits in the wrong basin. ``0``: never.
     """
 
     n_trials: int
@@ -201,6 +207,8 @@ class Stage:
     freeze: bool = False
     narrow: bool = True
     name: str = ""
+    local: float = 0.0
+    full_every: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int):
@@ -219,6 +227,12 @@ class Stage:
             if not all(isinstance(v, str) for v in value):
                 raise TypeError(f"Stage `{field_name}` must contain str only, got {value!r}.")
             object.__setattr__(self, field_name, tuple(value))
+        if not 0.0 <= self.local < 1.0:
+            raise ValueError(f"Stage `local` must be in [0, 1), got {self.local!r}.")
+        if isinstance(self.full_every, bool) or not isinstance(self.full_every, int):
+            raise TypeError(f"Stage `full_every` must be an int, got {self.full_every!r}.")
+        if self.full_every < 0:
+            raise ValueError(f"Stage `full_every` must be >= 0, got {self.full_every!r}.")
 
     def is_free(self, name: str, roles: Mapping[str, str]) -> bool:
         """Whether the stage's spec lets ``name`` move (before any importance-based freeze)."""
@@ -236,6 +250,8 @@ class Stage:
             "freeze": self.freeze,
             "narrow": self.narrow,
             "name": self.name,
+            "local": self.local,
+            "full_every": self.full_every,
         }
 
 
