@@ -378,7 +378,7 @@ def compute_plan(
     method = ""
     needed = min_complete_trials(rules, len(prev_free))
     evidence = bool(prev_free) and len(scored) >= needed
-    if evidence:
+    if evidence and (stage.freeze or stage.narrow):  # a stage that does neither needs none
         values, intervals, method = _importances(evaluator, scored, directions, prev_free)
         if stage.freeze and incumbent is not None:
             local, local_iv = local_effects(scored, directions, prev_free, incumbent, evaluator)
@@ -540,7 +540,7 @@ def _shares(
     ivs = {}
     for k in raw:
         a, b = raw_iv.get(k, (raw[k], raw[k]))
-        ivs[k] = (max(0.0, min(a, raw[k])) / total, max(0.0, b, raw[k]) / total)
+        ivs[k] = (max(0.0, min(a, raw[k])) / total, min(1.0, max(0.0, b, raw[k]) / total))
     return shares, ivs
 
 
