@@ -1,9 +1,9 @@
 """Main job: a staged search of a scikit-learn MLP with SQLite storage, then the importance report.
 
 Run ``python examples/main.py``. It creates ``hpi_example.db`` in the working directory; run it
-again (or after killing it) and it resumes the same study from the storage. Prints each
-stage's plan (what was frozen or narrowed, and the importances behind it), then every evaluator
-side by side.
+again (or after killing it) and it resumes the same study from the storage. Logs each stage as
+it starts (what it moves, holds and narrows), prints each stage's plan (and the importances
+behind it), then every evaluator side by side.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def objective(trial: optuna.Trial) -> float:
 
 
 def main() -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's default INFO level: one line per trial, and one per stage change (what the stage
+    # moves, holds and narrows) from the staged sampler.
     study = optuna.create_study(
         study_name="mlp-digits",
         storage="sqlite:///hpi_example.db",
@@ -56,7 +57,9 @@ def main() -> None:
     )
     # Learning rate -> regularization (alpha) -> fine-tune everything.
     staged = StagedStudy.three_stage(study, n_trials=(10, 15, 25))
+    print(staged.describe(), "\n")
     staged.optimize(objective)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"best accuracy {study.best_value:.4f} with {study.best_params}\n")
     for plan in staged.plans:
         print(plan)

@@ -507,3 +507,32 @@ def test_local_stage_searches_a_window_around_the_incumbent_with_full_range_fall
         Stage(3, local=1.5)
     with pytest.raises(ValueError, match="full_every"):
         Stage(3, full_every=-1)
+
+
+@pytest.mark.parametrize("kind", ["relief", "ablation"])
+def test_plans_read_every_evaluator_as_shares(kind: str) -> None:
+    # N-RReliefF weights (~0.01) and ablation improvements (objective units) are not shares:
+    # compared raw with the 0.05 threshold, an N-RReliefF plan froze every Ishigami parameter.
+    from optuna_hpi import AblationImportanceEvaluator
+    from optuna_hpi import NRReliefFImportanceEvaluator
+
+    from .conftest import ISHIGAMI_DISTRIBUTIONS
+    from .conftest import ishigami
+    from .conftest import study_from_function
+
+    study = study_from_function(ISHIGAMI_DISTRIBUTIONS, ishigami, n_trials=300, seed=1)
+    if kind == "relief":
+        evaluator: BaseImportanceEvaluator = NRReliefFImportanceEvaluator(n_bootstrap=10, seed=0)
+    else:
+        evaluator = AblationImportanceEvaluator(n_bootstrap=10, seed=0)
+    schedule = Schedule([Stage(300), Stage(10, freeze=True)])
+    plan = compute_plan(
+        1, schedule, 300, study.trials, study.directions, [initial_plan(schedule)],
+        evaluator, PlanRules(), {}, {},
+    )  # fmt: skip
+    assert plan.method.endswith(" share")
+    assert sum(plan.importances.values()) == pytest.approx(1.0)
+    for name, (low, high) in plan.intervals.items():
+        assert 0.0 <= low <= plan.importances[name] <= high <= 1.0
+    assert {"x1", "x2"} <= set(plan.free), plan.reasons
+    assert not {"x1", "x2"} & set(plan.frozen)
