@@ -63,7 +63,7 @@ HPOLIB = [
 ]
 NB201 = ["nb201_cifar10", "nb201_cifar100", "nb201_imagenet"]
 SKLEARN = "sklearn_hgb_breast_cancer"
-METHODS = ["three_stage", "importance", "tpe", "random"]
+METHODS = ["three_stage", "importance", "tpe", "random", "lgbm_tuner"]
 # Ablations of the three-stage preset's last stage (``--methods``): the previous rule that kept
 # the ranges narrowed in stage 2, and the final stage without the hidden held-value history.
 ABLATIONS = [
@@ -74,6 +74,8 @@ ABLATIONS = [
     "three_stage_local",
     "three_stage_short",
     "importance_local",
+    "three_stage_hidden",
+    "importance_hidden",
 ]
 N_TRIALS = 100
 CHECKPOINTS = (25, 50, 100)
@@ -292,6 +294,13 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
             Stage(75 if short else 50, narrow=False, local=0.25, full_every=4, name="fine"),
         ]
         StagedStudy(study, stages).optimize(task.objective)
+    elif method in ("three_stage_hidden", "importance_hidden"):
+        if method == "three_stage_hidden":
+            staged = StagedStudy.three_stage(study, n_trials=(20, 30, 50))
+        else:
+            staged = StagedStudy.importance_driven(study, n_trials=(30, 40, 30))
+        staged.sampler._hide_held = True  # private: the previous rule (held values hidden)
+        staged.optimize(task.objective)
     elif method == "importance_local":
         from optuna_hpi import Stage
 
@@ -534,7 +543,7 @@ def main() -> None:
         "--methods",
         nargs="*",
         default=METHODS,
-        choices=METHODS + ABLATIONS + ["lgbm_tuner"],
+        choices=METHODS + ABLATIONS,
         help="methods to run and compare ('tpe' is always included as the reference)",
     )
     parser.add_argument("--cache-dir", default="/tmp/optuna_hpi_bench")

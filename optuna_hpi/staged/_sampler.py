@@ -252,6 +252,8 @@ class StagedSampler(BaseSampler):
         self._lock = threading.Lock()
         self._view_cache: dict[tuple[int, int, str, bool], FrozenTrial | None] = {}
         self._warned_no_free: set[int] = set()
+        # Benchmark ablation only: hide held values instead of showing uninformative draws.
+        self._hide_held = False
 
     @classmethod
     def three_stage(
@@ -535,6 +537,9 @@ class StagedSampler(BaseSampler):
             if own is not None and not own.is_free(name, self._stages[j], self._roles):
                 # A held value says nothing about the parameter (unfreezing trap); an
                 # uninformative draw keeps the trial in a multivariate model's joint space.
+                if self._hide_held:
+                    hidden.append(name)
+                    continue
                 dist = narrowed.get(name, t.distributions[name])
                 params[name] = _uninformative(dist, t.number, name)
                 continue
