@@ -377,6 +377,9 @@ class StagedSampler(BaseSampler):
                     f"{self._schedule.offset}; this cannot happen unless trials were created "
                     "without the sampler."
                 )
+            # Tagged before planning: the tag tells other workers this trial is a staged one
+            # (whose worker computes the stage's plan if it is the lowest-numbered).
+            study._storage.set_trial_user_attr(trial._trial_id, STAGE_KEY, k)
             self._plan(study, k, trial.number)
         except BaseException:
             # Leave no orphan RUNNING trial behind the error.
@@ -384,7 +387,6 @@ class StagedSampler(BaseSampler):
             with self._lock:
                 self._running.pop(trial._trial_id, None)
             raise
-        study._storage.set_trial_user_attr(trial._trial_id, STAGE_KEY, k)
         self._base.before_trial(study, trial)
 
     def after_trial(
@@ -646,8 +648,13 @@ class StagedSampler(BaseSampler):
                     f"or pass lag >= {start - min(excluded)} so that plans never wait for them."
                 )
                 pending = []
+            # Trials of unstaged processes (no tag) never compute plans: skip them.
             running = [
-                t.number for t in trials if t.number >= start and t.state == TrialState.RUNNING
+                t.number
+                for t in trials
+                if t.number >= start
+                and t.state == TrialState.RUNNING
+                and STAGE_KEY in t.user_attrs
             ]
             first = min(running, default=number)
             if not pending and number <= first:
