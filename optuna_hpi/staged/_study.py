@@ -139,7 +139,11 @@ class StagedStudy:
     ) -> StagedStudy:
         """Explore all -> freeze confidently unimportant, narrow important -> all again.
 
-        The last stage moves every parameter over the user's full ranges.
+        A parameter is frozen (at the incumbent's value) only when its share of the
+        evaluator's importances *and* its share of the local effects at the incumbent are
+        confidently below ``rules.freeze_below``, from at least ``max(rules.min_trials,
+        n_params)`` complete trials. The last stage moves every parameter over the user's full
+        ranges with every earlier trial in the base sampler's model.
         """
         return cls(study, importance_driven(n_trials), **kwargs)
 
