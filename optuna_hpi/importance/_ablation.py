@@ -459,8 +459,10 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             predicted_target=sign * plan.predicted_target,
         )
 
-    def _with_diagnostics(self, result: AblationResult, data: EncodedTrials) -> AblationResult:
-        r2 = cross_validated_r2(data, self._surrogate, self._seed)
+    def _fit_quality(self, data: EncodedTrials) -> float:
+        return cross_validated_r2(data, self._surrogate, self._seed)
+
+    def _with_diagnostics(self, result: AblationResult, r2: float) -> AblationResult:
         return dataclasses.replace(result, surrogate_r2=r2)
 
     def _source_value(self, data: EncodedTrials, j: int, plan: _Plan) -> Any:

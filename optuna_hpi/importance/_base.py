@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 from typing import Generic
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 R = TypeVar("R", bound=ImportanceResult)
 Stats = dict[str, np.ndarray]
+Bounds = tuple[np.ndarray, np.ndarray]
 
 # Below this many usable trials a bootstrap resample is mostly duplicates; no interval is given.
 MIN_BOOTSTRAP_TRIALS = 5
@@ -100,7 +102,8 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         """:meth:`analyze` on already encoded trials (used by the report and StagedStudy).
 
         ``diagnostics=False`` skips extra cost that does not change the importances (e.g. the
-        surrogate's cross-validated R^2); ``evaluate()`` uses it.
+        surrogate's cross-validated R^2); ``evaluate()`` uses it. The intervals use the R^2
+        whenever they are computed.
         """
         n_boot = self._n_bootstrap if n_bootstrap is None else n_bootstrap
         check_positive_int("n_bootstrap", n_boot, minimum=0)
@@ -116,18 +119,40 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         sub = data.select(live)
         point = self._statistics(sub)
         intervals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        if n_boot > 0 and data.n_trials >= MIN_BOOTSTRAP_TRIALS:
-            intervals = self._bootstrap(sub, point, n_boot)
+        bootstrap = n_boot > 0 and data.n_trials >= MIN_BOOTSTRAP_TRIALS
+        r2 = self._fit_quality(sub) if diagnostics or bootstrap else math.nan
+        if bootstrap:
+            intervals = self._bootstrap(sub, point, n_boot, r2)
         result = self._result(data, live, point, intervals)
-        return self._with_diagnostics(result, sub) if diagnostics else result
+        return self._with_diagnostics(result, r2) if diagnostics else result
 
-    def _with_diagnostics(self, result: R, data: EncodedTrials) -> R:
-        """Add diagnostics of the fit on ``data`` (non-single params) to ``result``."""
+    def _fit_quality(self, data: EncodedTrials) -> float:
+        """Cross-validated R^2 of the evaluator's surrogate on ``data`` (``nan``: none)."""
+        return math.nan
+
+    def _with_diagnostics(self, result: R, r2: float) -> R:
+        """Add diagnostics (the surrogate's cross-validated R^2 ``r2``) to ``result``."""
         return result
 
+    def _widen(self, key: str, low: np.ndarray, high: np.ndarray, r2: float) -> Bounds:
+        """Bootstrap bounds of statistic ``key`` widened for error the resampling misses."""
+        return low, high
+
     def _bootstrap(
-        self, data: EncodedTrials, point: Stats, n_boot: int
-    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        self, data: EncodedTrials, point: Stats, n_boot: int, r2: float = math.nan
+    ) -> dict[str, Bounds]:
+        """Intervals from ``n_boot`` refits on bootstrap resamples of the trials.
+
+        Each interval is the union of the percentile and the basic (reverse percentile)
+        bootstrap intervals, widened by :meth:`_widen` and extended to contain the point
+        estimate. Why the union: an estimate made through a surrogate is biased (trees shrink
+        small effects and spread unexplained variance over the large ones), and a resample,
+        with ~63 % distinct trials, is biased the same way but more. The percentile interval
+        then lies on the far side of the estimate from the truth, the basic interval reflects
+        it to the near side; neither alone covers (measured on Ishigami, the G-function and a
+        mixed-type function at 300 and 1000 trials, 10 seeds, 50 refits: percentile 53 %,
+        basic 73 %, union 82 % of the analytic Sobol' indices; ``benchmarks/bench_coverage.py``).
+        """
         keys = list(point)
         sizes = [point[k].size for k in keys]
 
@@ -135,10 +160,11 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
             stats = self._statistics(data.subset(rows))
             return np.concatenate([np.ravel(stats[k]) for k in keys])
 
+        theta = np.concatenate([np.ravel(point[k]) for k in keys])
         with warnings.catch_warnings():
             # Degenerate resamples (e.g. all-equal statistics) only widen nothing.
             warnings.simplefilter("ignore")
-            ci = bootstrap(
+            resampled = bootstrap(
                 (np.arange(data.n_trials),),
                 flat,
                 n_resamples=n_boot,
@@ -146,15 +172,29 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
                 method="percentile",
                 confidence_level=self._confidence,
                 rng=np.random.default_rng(self._seed),
+            )
+            basic = bootstrap(
+                (np.arange(data.n_trials),),
+                flat,
+                n_resamples=0,
+                vectorized=False,
+                method="basic",
+                confidence_level=self._confidence,
+                bootstrap_result=resampled,
             ).confidence_interval
-        low, high = (
-            np.split(ci.low, np.cumsum(sizes)[:-1]),
-            np.split(ci.high, np.cumsum(sizes)[:-1]),
-        )
-        return {
-            k: (lo.reshape(point[k].shape), hi.reshape(point[k].shape))
-            for k, lo, hi in zip(keys, low, high)
-        }
+        ci = resampled.confidence_interval
+        low = np.fmin(ci.low, basic.low)
+        high = np.fmax(ci.high, basic.high)
+        splits = np.cumsum(sizes)[:-1]
+        out = {}
+        for k, lo, hi, th in zip(
+            keys, np.split(low, splits), np.split(high, splits), np.split(theta, splits)
+        ):
+            lo, hi = self._widen(k, lo, hi, r2)
+            # The estimate always lies inside its own interval.
+            lo, hi = np.fmin(lo, th), np.fmax(hi, th)
+            out[k] = (lo.reshape(point[k].shape), hi.reshape(point[k].shape))
+        return out
 
     @abc.abstractmethod
     def _statistics(self, data: EncodedTrials) -> Stats:
