@@ -28,8 +28,8 @@ import os
 from pathlib import Path
 import sys
 import time
-import warnings
 from typing import Any
+import warnings
 
 import numpy as np
 import optuna
