@@ -200,9 +200,12 @@ def widen_by_fit(low: np.ndarray, high: np.ndarray, r2: float) -> Bounds:
     objective's. Writing ``f = f_hat + e``, the index of ``f`` is ``r2 * S(f_hat) + (1 - r2) *
     S(e)`` up to covariance terms, with the residual's own index ``S(e)`` unknown in [0, 1].
     Bounds are therefore scaled by ``r2`` and the upper one gains ``UNEXPLAINED_SHARE * (1 -
-    r2)``. A ``nan`` R^2 (fewer than 10 trials) counts as 0: nothing is known.
+    r2)``. A ``nan`` R^2 (fewer than 10 trials, too few to cross-validate) leaves the bounds as
+    they are; the evaluators warn about so few trials instead.
     """
-    fit = 0.0 if not math.isfinite(r2) else float(np.clip(r2, 0.0, 1.0))
+    if not math.isfinite(r2):
+        return low, high
+    fit = float(np.clip(r2, 0.0, 1.0))
     return fit * low, fit * high + UNEXPLAINED_SHARE * (1.0 - fit)
 
 
