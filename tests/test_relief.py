@@ -450,3 +450,12 @@ def test_all_pairs_small_study_matches_reference() -> None:
             1.5, 0.25,
         )  # fmt: skip
         np.testing.assert_allclose([got.values["a"], got.values["b"]], want, atol=1e-12)
+
+
+def test_child_without_its_parent_keeps_the_switch_as_evidence() -> None:
+    # Asked about x alone, nothing else explains x's activity: the switch is its evidence.
+    study = _parent_study(200, 0)
+    alone = NRReliefFImportanceEvaluator(seed=0).analyze(study, ["x"], n_bootstrap=0)
+    assert alone.values["x"] > 0.1
+    with_parent = NRReliefFImportanceEvaluator(seed=0).analyze(study, n_bootstrap=0)
+    assert with_parent.values["x"] < 0.0 < with_parent.values["p"]

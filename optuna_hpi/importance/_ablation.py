@@ -16,6 +16,7 @@ import numpy as np
 from optuna.logging import get_logger
 
 from optuna_hpi._encoding import EncodedTrials
+from optuna_hpi._encoding import infer_parents
 from optuna_hpi._encoding import ParamSpec
 from optuna_hpi._surrogate import cross_validated_r2
 from optuna_hpi._surrogate import Surrogate
@@ -28,10 +29,6 @@ from optuna_hpi.importance._result import ImportanceResult
 
 
 _logger = get_logger(__name__)
-
-# A numeric parent may switch a child on over at most this many intervals of its value
-# (e.g. ``if 0.2 < x < 0.5``); more changes of activity along its sorted values look like noise.
-_MAX_ACTIVITY_CHANGES = 2
 
 
 @dataclass(frozen=True)
@@ -534,62 +531,11 @@ def encode_default(spec: ParamSpec, value: Any) -> float:
     return encoded
 
 
-def infer_parents(data: EncodedTrials) -> list[int | None]:
-    """Inferred parent column of each conditional column (``None``: unconditional or unknown).
-
-    See :class:`AblationImportanceEvaluator` for the rule.
-    """
-    active = ~np.isnan(data.X)
-    d = len(data.specs)
-    parents: list[int | None] = [None] * d
-    masks: dict[bytes, list[int]] = {}
-    for j in range(d):
-        if not active[:, j].all():
-            masks.setdefault(active[:, j].tobytes(), []).append(j)
-    for group in masks.values():
-        mask = active[:, group[0]]
-        best: tuple[int, int, int] | None = None
-        for p in range(d):
-            spec = data.specs[p]
-            if p in group or spec.single:
-                continue
-            m_p = active[:, p]
-            if np.any(mask & ~m_p) or np.array_equal(mask, m_p):
-                continue
-            changes = _activity_changes(spec, data.X[m_p, p], mask[m_p])
-            if changes is None:
-                continue
-            key = (changes, int(m_p.sum()), p)
-            if best is None or key < best:
-                best = key
-        if best is not None:
-            for j in group:
-                parents[j] = best[2]
-    return parents
-
-
 def activity_groups(data: EncodedTrials) -> list[int]:
     """For each column, the first column with the same activity pattern across the trials."""
     active = ~np.isnan(data.X)
     first: dict[bytes, int] = {}
     return [first.setdefault(active[:, j].tobytes(), j) for j in range(len(data.specs))]
-
-
-def _activity_changes(spec: ParamSpec, values: np.ndarray, activity: np.ndarray) -> int | None:
-    """How often ``activity`` changes along the values of a candidate parent; ``None``: not a
-    function of the value (or too irregular to be a condition)."""
-    order = np.argsort(values, kind="stable")
-    v, a = values[order], activity[order]
-    unique, start = np.unique(v, return_index=True)
-    a = a.astype(np.int8)
-    per_value = np.minimum.reduceat(a, start)
-    if np.any(per_value != np.maximum.reduceat(a, start)):
-        return None
-    if spec.kind == "categorical":
-        # Choice order means nothing: any consistent choice -> activity map is a condition.
-        return 0 if len(unique) > 1 else None
-    changes = int(np.sum(np.diff(per_value) != 0))
-    return changes if 0 < changes <= _MAX_ACTIVITY_CHANGES else None
 
 
 def _apply_activity(

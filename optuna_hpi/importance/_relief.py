@@ -12,6 +12,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 from optuna_hpi._encoding import EncodedTrials
+from optuna_hpi._encoding import infer_parents
 from optuna_hpi.importance._base import check_positive_int
 from optuna_hpi.importance._base import expand
 from optuna_hpi.importance._base import expand_intervals
@@ -99,6 +100,10 @@ class NRReliefFImportanceEvaluator(HpiImportanceEvaluator[NRReliefFResult]):
       and adds 0 to their distance. Being switched on or off is the effect of the parent that
       decides it, and the parent's own diff records it; the child is judged only where it is
       active in both trials (like a Sobol' index of a child, its effect where active).
+      Parents are inferred from the trials (:func:`~optuna_hpi._encoding.infer_parents`: the
+      assessed parameter whose value decides the child's activity). A child whose parent is
+      not among the assessed parameters keeps "absent vs present" as a diff of 1, since the
+      switch is then all the evidence there is about it.
       Measured on the case of issue 13 (``p`` in {a, b}; a: ``3 + x + 0.5 z`` with ``x``
       suggested only then; b: ``0.5 z``; 500 random trials): the former rule, "absent vs
       present" a full diff adding ``max(s, 1/2)`` to the distance, kept every neighbour in its
@@ -250,6 +255,10 @@ class NRReliefFImportanceEvaluator(HpiImportanceEvaluator[NRReliefFResult]):
         k = min(max(1, int(round(self._n_neighbors * shrink))), len(rows) - 1)
         if k < 1:
             return np.zeros(len(data.specs)), 0, m
+        parents = infer_parents(data)
+        orphan = np.array(
+            [s.conditional and p is None for s, p in zip(data.specs, parents)], dtype=bool
+        )
         weights = rrelieff(
             values[rows],
             categorical,
@@ -258,6 +267,7 @@ class NRReliefFImportanceEvaluator(HpiImportanceEvaluator[NRReliefFResult]):
             n_neighbors=k,
             sigma=self._sigma * shrink,
             categorical_distance_scale=self._cat_scale,
+            orphan=orphan,
         )
         return weights, k, m
 
@@ -326,6 +336,7 @@ def rrelieff(
     n_neighbors: int,
     sigma: float,
     categorical_distance_scale: float = 1.0,
+    orphan: np.ndarray | None = None,
 ) -> np.ndarray:
     """RReliefF weights of the columns of ``values`` (see the evaluator for the conventions).
 
@@ -339,6 +350,9 @@ def rrelieff(
         n_neighbors: J, at most ``n - 1``.
         sigma: Rank-weight width.
         categorical_distance_scale: Weight of categorical diffs in the distance only.
+        orphan: ``(d,)`` mask of conditional columns whose activity no assessed column decides:
+            for them "active in exactly one trial" is a diff of 1 (default: none; the diff is 0
+            and the parent's own diff records the switch).
     """
     n, d = values.shape
     counts = np.ones(n) if counts is None else np.asarray(counts, dtype=float)
@@ -374,7 +388,7 @@ def rrelieff(
         nb = nbr[start : start + step]
         w = rank_w[start : start + step]
         dt = np.abs(yt[rows][:, None] - yt[nb])
-        da = _attribute_diffs(values, categorical, rows, nb)
+        da = _attribute_diffs(values, categorical, rows, nb, orphan)
         n_dc += float(np.sum(w * dt))
         n_da += np.einsum("ij,ijk->k", w, da)
         n_dcda += np.einsum("ij,ijk->k", w * dt, da)
@@ -502,7 +516,11 @@ def _rank_weights(dist: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _attribute_diffs(
-    values: np.ndarray, categorical: np.ndarray, rows: np.ndarray, nb: np.ndarray
+    values: np.ndarray,
+    categorical: np.ndarray,
+    rows: np.ndarray,
+    nb: np.ndarray,
+    orphan: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(len(rows), k, d)`` diffs of every parameter between each row and its neighbours."""
     a = values[rows][:, None, :]
@@ -510,6 +528,9 @@ def _attribute_diffs(
     diff = np.abs(a - b)
     if categorical.any():
         diff[..., categorical] = (diff[..., categorical] > 0).astype(float)
+    na, nb_ = np.isnan(a), np.isnan(b)
     # Inactive in one or both trials: no evidence about this parameter (the switch between
-    # active and inactive is the change of its parent, whose own diff records it).
-    return np.where(np.isnan(diff), 0.0, diff)
+    # active and inactive is the change of its parent, whose own diff records it), unless no
+    # assessed parameter decides its activity: then the switch is all we know of it.
+    switch = (na != nb_) & (np.zeros(values.shape[1], bool) if orphan is None else orphan)
+    return np.where(na | nb_, switch.astype(float), diff)
