@@ -152,6 +152,10 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         """Bootstrap bounds of statistic ``key`` widened for error the resampling misses."""
         return low, high
 
+    def _range(self, key: str) -> tuple[float, float]:
+        """The values statistic ``key`` can take (interval bounds are clipped to it)."""
+        return -math.inf, math.inf
+
     def _bootstrap(
         self, data: EncodedTrials, point: Stats, n_boot: int, r2: float = math.nan
     ) -> dict[str, Bounds]:
@@ -205,6 +209,9 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
             keys, np.split(low, splits), np.split(high, splits), np.split(theta, splits)
         ):
             lo, hi = self._widen(k, lo, hi, r2)
+            # A reflected (basic) bound can leave the statistic's range, e.g. a share above 1.
+            floor, ceiling = self._range(k)
+            lo, hi = np.clip(lo, floor, ceiling), np.clip(hi, floor, ceiling)
             # The estimate always lies inside its own interval.
             lo, hi = np.fmin(lo, th), np.fmax(hi, th)
             out[k] = (lo.reshape(point[k].shape), hi.reshape(point[k].shape))

@@ -239,6 +239,10 @@ class NRReliefFImportanceEvaluator(HpiImportanceEvaluator[NRReliefFResult]):
         weights, _, _ = self._weights(data)
         return {"weights": weights, "shares": normalized_shares(weights)}
 
+    def _range(self, key: str) -> tuple[float, float]:
+        # A weight is a difference of two probabilities; shares are shares.
+        return (0.0, 1.0) if key == "shares" else (-1.0, 1.0)
+
     def _weights(self, data: EncodedTrials) -> tuple[np.ndarray, int, int]:
         rows, inverse = _distinct(data)
         values, categorical = _values(data)

@@ -176,6 +176,10 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
             pairwise_intervals=pairwise_intervals,
         )
 
+    def _range(self, key: str) -> tuple[float, float]:
+        # S1 and ST are shares of the variance; S_ij is a difference of them.
+        return (0.0, 1.0) if key in ("first", "total") else (-1.0, 1.0)
+
     def _widen(self, key: str, low: np.ndarray, high: np.ndarray, r2: float) -> Bounds:
         return widen_by_fit(low, high, r2)
 
