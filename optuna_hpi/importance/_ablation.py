@@ -21,6 +21,7 @@ from optuna_hpi._encoding import ParamSpec
 from optuna_hpi._surrogate import cross_validated_r2
 from optuna_hpi._surrogate import Surrogate
 from optuna_hpi._surrogate import SurrogateConfig
+from optuna_hpi.importance._base import Bounds
 from optuna_hpi.importance._base import expand
 from optuna_hpi.importance._base import expand_intervals
 from optuna_hpi.importance._base import HpiImportanceEvaluator
@@ -29,6 +30,9 @@ from optuna_hpi.importance._result import ImportanceResult
 
 
 _logger = get_logger(__name__)
+
+#: Half-width, in cross-validated RMSEs of the surrogate, added to ablation intervals.
+ABLATION_RMSE_FACTOR = float(__import__("os").environ.get("HPI_ABL_F", "1.0"))
 
 
 @dataclass(frozen=True)
@@ -455,6 +459,16 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
             predicted_source=sign * plan.predicted_source,
             predicted_target=sign * plan.predicted_target,
         )
+
+    def _widen(
+        self, key: str, low: np.ndarray, high: np.ndarray, r2: float, data: EncodedTrials
+    ) -> Bounds:
+        if not math.isfinite(r2):
+            return low, high
+        # The surrogate's out-of-sample error: sqrt(1 - R^2) standard deviations of the
+        # response. A step's improvement is a difference of two predictions.
+        rmse = math.sqrt(max(0.0, 1.0 - r2)) * float(np.std(data.y))
+        return low - ABLATION_RMSE_FACTOR * rmse, high + ABLATION_RMSE_FACTOR * rmse
 
     def _fit_quality(self, data: EncodedTrials) -> float:
         return cross_validated_r2(data, self._surrogate, self._seed)

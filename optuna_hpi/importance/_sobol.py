@@ -180,7 +180,9 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
         # S1 and ST are shares of the variance; S_ij is a difference of them.
         return (0.0, 1.0) if key in ("first", "total") else (-1.0, 1.0)
 
-    def _widen(self, key: str, low: np.ndarray, high: np.ndarray, r2: float) -> Bounds:
+    def _widen(
+        self, key: str, low: np.ndarray, high: np.ndarray, r2: float, data: EncodedTrials
+    ) -> Bounds:
         return widen_by_fit(low, high, r2)
 
     def _fit_quality(self, data: EncodedTrials) -> float:
