@@ -234,14 +234,14 @@ def run(
                     ).analyze(study)
                     truth = true_path(fn, fn.defaults, abl.target)
                     ablation.add(truth, abl.values, abl.intervals)
-            done = [
-                first.row("Sobol'", fname, n, "S1"),
-                total.row("Sobol'", fname, n, "ST"),
-                relief_w.row("N-RReliefF", fname, n, "weight"),
-                relief_s.row("N-RReliefF", fname, n, "share"),
-                ablation.row("ablation", fname, n, "improvement (true path)"),
+            labelled = [
+                (first, ("Sobol'", fname, n, "S1")),
+                (total, ("Sobol'", fname, n, "ST")),
+                (relief_w, ("N-RReliefF", fname, n, "weight")),
+                (relief_s, ("N-RReliefF", fname, n, "share")),
+                (ablation, ("ablation", fname, n, "improvement (true path)")),
             ]
-            done = [r for r, t in zip(done, (first, total, relief_w, relief_s, ablation)) if t.hit]
+            done = [tally.row(*labels) for tally, labels in labelled if tally.hit]
             rows += done
             print("\n".join(done), f"({time.perf_counter() - t0:.0f} s)", flush=True)
     return rows

@@ -27,10 +27,16 @@ from optuna_hpi.importance._result import Interval
 
 @dataclass(frozen=True)
 class SobolResult(ImportanceResult):
-    """Sobol' indices of the surrogate, with bootstrap intervals over surrogate refits.
+    """Sobol' indices of the surrogate, with intervals for the indices of the objective.
 
     All indices are those of the surrogate's prediction under the measure ``RandomSampler``
     draws from (log-uniform for ``log=True``, equal mass per int/step value, uniform choices).
+    The intervals aim at the objective's indices: the union of the percentile and basic
+    bootstrap intervals over surrogate refits, scaled by the surrogate's cross-validated R^2
+    with ``(1 - R^2) / 2`` added to the upper bound (:func:`widen_by_fit`), clipped to [0, 1]
+    and always containing the estimate. Measured coverage of the analytic S1 and ST by the
+    95 % intervals: 90-100 % on Ishigami, the G-function and a mixed-type function at 300 and
+    1000 trials (``benchmarks/bench_coverage.py``).
 
     Attributes:
         first: First-order index S_i (main effect share of the variance).
