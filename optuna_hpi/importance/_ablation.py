@@ -466,7 +466,13 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
         )
 
     def _widen(
-        self, key: str, low: np.ndarray, high: np.ndarray, r2: float, data: EncodedTrials
+        self,
+        key: str,
+        point: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+        r2: float,
+        data: EncodedTrials,
     ) -> Bounds:
         if not math.isfinite(r2):
             return low, high

@@ -149,9 +149,16 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         return result
 
     def _widen(
-        self, key: str, low: np.ndarray, high: np.ndarray, r2: float, data: EncodedTrials
+        self,
+        key: str,
+        point: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+        r2: float,
+        data: EncodedTrials,
     ) -> Bounds:
-        """Bootstrap bounds of statistic ``key`` widened for error the resampling misses."""
+        """Bootstrap bounds of statistic ``key`` (estimate ``point``) widened for error the
+        resampling misses."""
         return low, high
 
     def _range(self, key: str) -> tuple[float, float]:
@@ -210,7 +217,7 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         for k, lo, hi, th in zip(
             keys, np.split(low, splits), np.split(high, splits), np.split(theta, splits)
         ):
-            lo, hi = self._widen(k, lo, hi, r2, data)
+            lo, hi = self._widen(k, th, lo, hi, r2, data)
             # A reflected (basic) bound can leave the statistic's range, e.g. a share above 1.
             floor, ceiling = self._range(k)
             lo, hi = np.clip(lo, floor, ceiling), np.clip(hi, floor, ceiling)

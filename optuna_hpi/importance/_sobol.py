@@ -187,7 +187,13 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
         return (0.0, 1.0) if key in ("first", "total") else (-1.0, 1.0)
 
     def _widen(
-        self, key: str, low: np.ndarray, high: np.ndarray, r2: float, data: EncodedTrials
+        self,
+        key: str,
+        point: np.ndarray,
+        low: np.ndarray,
+        high: np.ndarray,
+        r2: float,
+        data: EncodedTrials,
     ) -> Bounds:
         return widen_by_fit(low, high, r2)
 
