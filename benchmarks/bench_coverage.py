@@ -1,6 +1,6 @@
 """Coverage of the bootstrap intervals of this package's evaluators where the truth is known.
 
-Usage: ``python benchmarks/bench_coverage.py [--seeds 10] [--first-seed 100] [--quick]``;
+Usage: ``python benchmarks/bench_coverage.py [--seeds 10] [--first-seed 200] [--quick]``;
 writes ``benchmarks/results_coverage.md`` (merge with ``python benchmarks/collect_results.py``).
 
 * Sobol': analytic S1 and ST of Ishigami, the G-function (a = 0, 1, 4.5, 9, 99, 99) and a
