@@ -208,7 +208,7 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
 #: interval may gain. 1 would be the worst case (all of it belongs to one parameter). Measured
 #: with ``benchmarks/bench_coverage.py`` (Ishigami, G-function, mixed types; 300 and 1000
 #: trials; seeds 0-9, 50 refits): lowest cell coverage 0.63 with no widening, 0.93 with half,
-#: 0.96 with all of it at 1.4-1.5x the width of half; half kept every cell >= 90 % (0.95-1.00
+#: 0.96 with all of it, at 1.1-1.5x the width; half kept every cell >= 90 % (0.95-1.00
 #: on the fresh seeds 200-209 of the table in ``benchmarks/RESULTS.md``).
 UNEXPLAINED_SHARE = 0.5
 
