@@ -13,6 +13,7 @@ from scipy.stats import qmc
 
 from optuna_hpi._encoding import EncodedTrials
 from optuna_hpi._surrogate import cross_validated_r2
+from optuna_hpi._surrogate import SCALED
 from optuna_hpi._surrogate import Surrogate
 from optuna_hpi._surrogate import SurrogateConfig
 from optuna_hpi.importance._base import Bounds
@@ -116,7 +117,8 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
         n_bootstrap: Default number of surrogate refits on bootstrap resamples of the trials
             for the intervals of :meth:`analyze` (``evaluate()`` never bootstraps).
         confidence: Level of the intervals.
-        surrogate: Surrogate settings.
+        surrogate: Surrogate settings (default: boosting iterations scaled with the number of
+            trials, see :class:`SurrogateConfig`).
         seed: Seed of the design and the surrogate; ``None`` draws one at construction, so
             that one instance is always deterministic.
     """
@@ -141,7 +143,7 @@ class SobolImportanceEvaluator(HpiImportanceEvaluator[SobolResult]):
         self._pairwise = bool(pairwise)
         n = check_positive_int("n_samples", n_samples, minimum=16)
         self._n_samples = 1 << (n - 1).bit_length()
-        self._surrogate = surrogate or SurrogateConfig()
+        self._surrogate = surrogate or SCALED
 
     def _statistics(self, data: EncodedTrials) -> Stats:
         model = Surrogate(data, self._surrogate, self._seed)
