@@ -101,6 +101,34 @@ def speed(ns: list[int], ds: list[int], fanova_max_n: int, repeats: int) -> list
     return [header, "|---|---|---|---|---|---|---|"] + rows
 
 
+def small_studies(ns: list[int], d: int, repeats: int) -> list[str]:
+    """Typical studies (50-300 trials): Sobol' beside MDI and PED-ANOVA.
+
+    The three evaluators take turns within each repeat, so a change of load on this shared
+    machine hits all of them alike.
+    """
+    import time
+
+    names = ("hpi-sobol (first)", "optuna MDI", "optuna PED-ANOVA")
+    rows = []
+    for n in ns:
+        study, _, _ = g_function_study(n, [float(i) for i in range(d)], seed=0)
+        evs = evaluators(0)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for name in names:
+            evs[name].evaluate(study)  # type: ignore[attr-defined]  # warm-up
+        for _ in range(repeats):
+            for name in names:
+                t0 = time.perf_counter()
+                evs[name].evaluate(study)  # type: ignore[attr-defined]
+                times[name].append(time.perf_counter() - t0)
+        ours, mdi, ped = (float(np.median(times[name])) for name in names)
+        rows.append(f"| {n} | {d} | {ours:.3f} | {mdi:.3f} | {ped:.3f} | {ours / mdi:.2f} |")
+        print(rows[-1], flush=True)
+    header = "| N | D | hpi-sobol s | MDI s | PED-ANOVA s | hpi-sobol / MDI |"
+    return [header, "|---|---|---|---|---|---|"] + rows
+
+
 PEAK_CODE = """
 import sys, time, tracemalloc
 sys.path.insert(0, {bench!r})
@@ -145,6 +173,14 @@ def main() -> None:
         "",
     ]
     lines += accuracy([200, 1000], seeds)
+    lines += [
+        "",
+        "### Small studies: time per `evaluate()` (seconds, median of 7 turns, after a warm-up)",
+        "",
+        "The issue-13 target: no slower than Optuna's MDI at N=200, D=5, measured side by side.",
+        "",
+    ]
+    lines += small_studies([50, 100, 200, 300], 5, repeats=7)
     lines += ["", "### Time per `evaluate()` (seconds, median of 3; fANOVA once)", ""]
     lines += speed([200, 1000, 5000, 10000], [5, 20], fanova_max_n=1000, repeats=3)
     bench = str(Path(__file__).parent)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-ORDER = ["sobol", "relief", "ablation", "staged"]
+ORDER = ["sobol", "coverage", "relief", "ablation", "staged"]
 
 
 def main() -> None:

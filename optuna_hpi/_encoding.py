@@ -505,3 +505,63 @@ def _spec(name: str, d: BaseDistribution, conditional: bool) -> ParamSpec:
             conditional=conditional,
         )
     raise TypeError(f"Parameter '{name}' has an unsupported distribution {d!r}.")
+
+
+# A numeric parent may switch a child on over at most this many intervals of its value
+# (e.g. ``if 0.2 < x < 0.5``); more changes of activity along its sorted values look like noise.
+MAX_ACTIVITY_CHANGES = 2
+
+
+def infer_parents(data: EncodedTrials) -> list[int | None]:
+    """Inferred parent column of each conditional column (``None``: unconditional or unknown).
+
+    A column's parent is the assessed column whose value decides, in every usable trial, whether
+    the column is active: any categorical whose choices map consistently to active/inactive, or
+    a numeric column whose activity changes at most twice along its sorted values (the fewest
+    changes wins, then the column active in fewer trials). Used by ablation (flip a parent
+    with its children) and N-RReliefF (the switch is the parent's diff).
+    """
+    active = ~np.isnan(data.X)
+    d = len(data.specs)
+    parents: list[int | None] = [None] * d
+    masks: dict[bytes, list[int]] = {}
+    for j in range(d):
+        if not active[:, j].all():
+            masks.setdefault(active[:, j].tobytes(), []).append(j)
+    for group in masks.values():
+        mask = active[:, group[0]]
+        best: tuple[int, int, int] | None = None
+        for p in range(d):
+            spec = data.specs[p]
+            if p in group or spec.single:
+                continue
+            m_p = active[:, p]
+            if np.any(mask & ~m_p) or np.array_equal(mask, m_p):
+                continue
+            changes = _activity_changes(spec, data.X[m_p, p], mask[m_p])
+            if changes is None:
+                continue
+            key = (changes, int(m_p.sum()), p)
+            if best is None or key < best:
+                best = key
+        if best is not None:
+            for j in group:
+                parents[j] = best[2]
+    return parents
+
+
+def _activity_changes(spec: ParamSpec, values: np.ndarray, activity: np.ndarray) -> int | None:
+    """How often ``activity`` changes along the values of a candidate parent; ``None``: not a
+    function of the value (or too irregular to be a condition)."""
+    order = np.argsort(values, kind="stable")
+    v, a = values[order], activity[order]
+    unique, start = np.unique(v, return_index=True)
+    a = a.astype(np.int8)
+    per_value = np.minimum.reduceat(a, start)
+    if np.any(per_value != np.maximum.reduceat(a, start)):
+        return None
+    if spec.kind == "categorical":
+        # Choice order means nothing: any consistent choice -> activity map is a condition.
+        return 0 if len(unique) > 1 else None
+    changes = int(np.sum(np.diff(per_value) != 0))
+    return changes if 0 < changes <= MAX_ACTIVITY_CHANGES else None

@@ -151,7 +151,7 @@ def _reference(
     def diff(i: int, j: int, a: int) -> float:
         u, v = values[i, a], values[j, a]
         if math.isnan(u) or math.isnan(v):
-            return float(math.isnan(u) != math.isnan(v))
+            return 0.0  # inactive in one or both: no evidence (the parent's diff records it)
         if categorical[a]:
             return float(u != v)
         return abs(u - v)
@@ -163,11 +163,9 @@ def _reference(
             continue
 
         def gap(j: int, a: int, i: int = i) -> float:
-            # Distance contribution: categorical diffs and "absent vs present" are scaled.
+            # Distance contribution: categorical diffs are scaled; "absent vs present" is 0.
             if categorical[a]:
                 return scale * diff(i, j, a)
-            if math.isnan(values[i, a]) or math.isnan(values[j, a]):
-                return max(scale, 0.5) * diff(i, j, a)
             return diff(i, j, a)
 
         dist = {j: round(sum(gap(j, a) for a in range(d)), 10) for j in range(n) if j != i}
@@ -329,12 +327,41 @@ def test_conditional_presence_drives_the_response() -> None:
     values = [2.0 * (p["model"] == "big") + p["x"] + 0.1 * rng.normal() for p in params]
     study = _study(params, dists, values)
     w = NRReliefFImportanceEvaluator(seed=0).analyze(study).values
-    assert min(w["model"], w["head"]) > 0.05
-    assert w["x"] > 0.02
-    assert max(w["z1"], w["z2"]) < 0.0
-    # A full distance for "absent vs present" and for the category hides both.
+    assert w["model"] > 0.05
+    # "head" does nothing where it is active: being switched on is its parent's effect.
+    assert max(w["head"], w["z1"], w["z2"]) < 0.0
+    # Neighbours now cross "model", whose effect dominates the response differences: x (8 % of
+    # the variance) falls near 0 but stays clearly above the inert parameters.
+    assert w["x"] > max(w["head"], w["z1"], w["z2"]) + 0.01
+    # A full distance for the category keeps every neighbour in the same model and hides it.
     plain = NRReliefFImportanceEvaluator(categorical_distance_scale=1.0, seed=0).analyze(study)
-    assert max(plain.values["model"], plain.values["head"]) < 0.02
+    assert plain.values["model"] < 0.02
+
+
+def _parent_study(n: int, seed: int) -> optuna.Study:
+    # Issue 13: p in {a, b}; if a: 3 + x + 0.5 z (x suggested only then), else 0.5 z.
+    dists: dict[str, BaseDistribution] = {
+        "p": CategoricalDistribution(["a", "b"]),
+        "x": FloatDistribution(0, 1),
+        "z": FloatDistribution(0, 1),
+    }
+    rng = np.random.default_rng(seed)
+    params: list[dict[str, Any]] = []
+    for _ in range(n):
+        p: dict[str, Any] = {"p": ["a", "b"][int(rng.integers(2))], "z": float(rng.uniform())}
+        if p["p"] == "a":
+            p["x"] = float(rng.uniform())
+        params.append(p)
+    values = [(3 + p["x"] if p["p"] == "a" else 0.0) + 0.5 * p["z"] for p in params]
+    return _study(params, dists, values)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_parent_that_switches_a_child_on_is_ranked_first(seed: int) -> None:
+    # The switch costs 3.5 on average, the child x at most 1 where active: p dominates.
+    result = NRReliefFImportanceEvaluator(seed=0).analyze(_parent_study(500, seed), n_bootstrap=0)
+    assert max(result.values, key=result.values.__getitem__) == "p"
+    assert result.shares["p"] > 0.5
 
 
 def test_deterministic_per_seed_and_sampled_iterations() -> None:
@@ -423,3 +450,12 @@ def test_all_pairs_small_study_matches_reference() -> None:
             1.5, 0.25,
         )  # fmt: skip
         np.testing.assert_allclose([got.values["a"], got.values["b"]], want, atol=1e-12)
+
+
+def test_child_without_its_parent_keeps_the_switch_as_evidence() -> None:
+    # Asked about x alone, nothing else explains x's activity: the switch is its evidence.
+    study = _parent_study(200, 0)
+    alone = NRReliefFImportanceEvaluator(seed=0).analyze(study, ["x"], n_bootstrap=0)
+    assert alone.values["x"] > 0.1
+    with_parent = NRReliefFImportanceEvaluator(seed=0).analyze(study, n_bootstrap=0)
+    assert with_parent.values["x"] < 0.0 < with_parent.values["p"]

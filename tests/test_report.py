@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from optuna_hpi.analysis import sensitivity_analysis
 from optuna_hpi.analysis import SENSITIVITY_ATTR
 from optuna_hpi.analysis._report import normalize
 from optuna_hpi.analysis._report import rank_agreement
+from optuna_hpi.analysis._report import unresolved_pairs
 from optuna_hpi.analysis._sensitivity import perturbations
 
 
@@ -142,7 +144,7 @@ def test_report_exports_json_csv_text(full_report: Any) -> None:
     assert rows[0]["fanova_low"] == ""  # no interval, empty cell
     assert float(rows[0]["sobol_total"]) == pytest.approx(report.sobol_total[rows[0]["param"]])
     text = report.to_text()
-    assert "Agreement between evaluators" in text and "Strongest interactions" in text
+    assert "Agreement of the rankings" in text and "Strongest interactions" in text
     assert all(p in text for p in report.params)
     assert "(ablation starts from the center configuration)" in text
     assert "(time: sobol " in text
@@ -349,3 +351,94 @@ def test_measured_ablation_hand_oracle() -> None:
     assert study.trials[result.path[1].trial_number].params == {"a": 1, "b": 0, "c": 1}
     with pytest.raises(ValueError, match="does not have"):
         ablation_on_objective(study, objective, {"d": 0})
+
+
+# --- Issue 13/14: a report that fits, and says when its numbers cannot be trusted --------------
+
+
+LONG = {
+    "learning_rate_init": FloatDistribution(1e-5, 1e-1, log=True),
+    "hidden_layer_width": IntDistribution(8, 256),
+    "weight_decay_alpha": FloatDistribution(1e-6, 1e-2, log=True),
+    "batch_size_exponent": IntDistribution(4, 9),
+    "activation_function": CategoricalDistribution(["relu", "tanh", "logistic"]),
+}
+
+
+def test_text_fits_100_columns_and_summarises_agreement_in_one_line() -> None:
+    study = study_from_function(
+        LONG, lambda p: math.log(p["learning_rate_init"]) ** 2 + p["hidden_layer_width"] / 50, 60
+    )
+    report = importance_report(study, EVALUATOR_NAMES, n_bootstrap=3, evaluator_options=FAST)
+    text = report.to_text()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert len(report.agreement) == 15
+    # One summary line (wrapped at most once), no line per pair unless asked.
+    assert sum(" ~ " in line for line in text.splitlines()) <= 1
+    detailed = report.to_text(details=True)
+    assert sum(line.startswith("  ") and " ~ " in line for line in detailed.splitlines()) == 15
+    assert max(len(line) for line in detailed.splitlines()) <= 100
+
+
+def test_json_orders_every_evaluator_like_the_report(full_report: Any) -> None:
+    doc = json.loads(full_report.to_json())
+    for name in full_report.evaluators:
+        assert list(doc["importances"][name]) == full_report.params
+        if doc["intervals"][name]:
+            assert list(doc["intervals"][name]) == full_report.params
+    assert list(doc["sobol"]["first"]) == full_report.params
+
+
+def test_shares_print_within_0_and_1_raw_values_stay() -> None:
+    # An inert parameter's S1 is estimated slightly below 0 and an interval can pass 1.
+    study = study_from_function(LINEAR, lambda p: 5 * p["x"], 60, seed=3)
+    report = importance_report(study, ("sobol",), n_bootstrap=3, evaluator_options=FAST)
+    text = report.to_text()
+    numbers = [float(v) for v in re.findall(r"-?\d+\.\d+", text.split("(time:")[0])]
+    assert all(0.0 <= v <= 1.0 for v in numbers[1:]), numbers  # [0] is the header's R^2
+    assert "-0.00" not in text
+    raw = list(report.sobol_first.values()) + [
+        hi for _, hi in report.sobol_total_intervals.values()
+    ]
+    assert min(raw) < 0.0 or max(raw) > 1.0  # the raw values are not clipped
+
+
+def test_disagreement_is_explained_and_low_r2_is_flagged() -> None:
+    # Pure noise: no evaluator has evidence, the rankings are chance and the surrogate fits
+    # nothing.
+    rng = np.random.default_rng(0)
+    study = study_from_function(LINEAR, lambda p: float(rng.normal()), 60, seed=0)
+    with pytest.warns(UserWarning, match="explains only R"):
+        report = importance_report(
+            study, ("sobol", "relief", "pedanova", "mdi"), n_bootstrap=3, evaluator_options=FAST
+        )
+    assert report.low_r2 and report.disagree
+    text = report.to_text()
+    assert "LOW R^2" in text
+    assert "They answer different questions:" in text
+    assert "pedanova: how it differs between the best trials" in text
+    assert "Too little evidence:" in text and "sobol: its surrogate explains only" in text
+    assert json.loads(report.to_json())["surrogate_r2_low"] is True
+
+
+def test_overlapping_intervals_say_the_pair_cannot_be_ranked() -> None:
+    assert unresolved_pairs(
+        {"a": 0.5, "b": 0.4, "c": 0.1}, {"a": (0.4, 0.6), "b": (0.3, 0.45), "c": (0.0, 0.2)}
+    ) == [("a", "b")]
+    assert unresolved_pairs({"a": 0.6, "b": 0.4}, {"a": (0.5, 0.7), "b": (0.3, 0.45)}) == []
+    study = study_from_function(LINEAR, linear, 30, seed=2)
+    report = importance_report(study, ("sobol",), n_bootstrap=3, evaluator_options=FAST)
+    pairs = unresolved_pairs(report.column("sobol").importances, report.column("sobol").intervals)
+    for a, b in pairs:
+        assert f"not enough trials to rank {a} and {b}" in report.to_text()
+
+
+def test_constant_objective_gives_zeros_not_a_uniform_split() -> None:
+    study = study_from_function(LINEAR, lambda p: 1.0, 20)
+    with pytest.warns(UserWarning, match="same in all 20 usable trials"):
+        report = importance_report(study, ("sobol", "relief", "mdi"), n_bootstrap=0)
+    assert report.constant_response
+    for column in report.columns:
+        assert set(column.importances.values()) == {0.0}, column.name
+    assert "no parameter has any effect" in report.to_text()
+    assert "0.33" not in report.to_text()

@@ -6,12 +6,14 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 import csv
+import dataclasses
 from dataclasses import dataclass
 from dataclasses import field
 import io
 import itertools
 import json
 import math
+import textwrap
 import time
 from typing import Any
 from typing import TYPE_CHECKING
@@ -26,6 +28,8 @@ from optuna_hpi._encoding import encode_study
 from optuna_hpi.analysis._registry import EVALUATOR_NAMES
 from optuna_hpi.analysis._registry import make_evaluator
 from optuna_hpi.importance._base import HpiImportanceEvaluator
+from optuna_hpi.importance._base import LOW_R2
+from optuna_hpi.importance._base import MIN_TRIALS_PER_PARAM
 from optuna_hpi.importance._result import ImportanceResult
 from optuna_hpi.importance._result import Interval
 from optuna_hpi.importance._sobol import SobolResult
@@ -41,6 +45,24 @@ _logger = optuna.logging.get_logger(__name__)
 DEFAULT_EVALUATORS: tuple[str, ...] = EVALUATOR_NAMES
 
 Progress = Callable[[str], None]
+
+#: Width of :meth:`ImportanceReport.to_text` (a terminal with some margin).
+TEXT_WIDTH = 100
+
+#: Below this mean Kendall's tau-b the report explains why evaluators can disagree. At 0.5,
+#: three quarters of the parameter pairs are ordered alike; below, the rankings differ enough
+#: that reading one evaluator alone would mislead.
+DISAGREEMENT_TAU = 0.5
+
+#: The question each evaluator answers, printed when they disagree.
+QUESTIONS: dict[str, str] = {
+    "sobol": "share of the objective's variance over the whole search space (global)",
+    "fanova": "variance share too, from a random forest's own partition (global)",
+    "mdi": "how much a random forest's splits on it reduce the error (global, split-based)",
+    "pedanova": "how it differs between the best trials and the rest (local, top quantile)",
+    "relief": "whether close trials that differ in it differ in the objective (neighbourhood)",
+    "ablation": "how much of the gain from the default to the best trial it brings (path)",
+}
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,8 @@ class ImportanceReport:
         surrogate_r2: Cross-validated R^2 of the Sobol' surrogate (``nan`` if not computed).
         failed: Evaluators that raised, with the error (``"TypeName: message"``); they have no
             column, so one evaluator's limitation does not cost the others' results.
+        constant_response: The response is the same in every usable trial (at least two):
+            every column is then all 0, not Optuna's uniform split.
 
     Example:
 
@@ -171,6 +195,7 @@ class ImportanceReport:
     confidence: float = 0.95
     surrogate_r2: float = float("nan")
     failed: dict[str, str] = field(default_factory=dict)
+    constant_response: bool = False
 
     @property
     def evaluators(self) -> list[str]:
@@ -191,23 +216,27 @@ class ImportanceReport:
             "response": self.response,
             "confidence": self.confidence,
             "surrogate_r2": _num(self.surrogate_r2),
+            "surrogate_r2_low": self.low_r2,
+            "constant_response": self.constant_response,
             "params": list(self.params),
             "evaluators": self.evaluators,
-            "importances": {c.name: _nums(c.importances) for c in self.columns},
+            "importances": {c.name: _nums(self._ordered(c.importances)) for c in self.columns},
             "intervals": {
-                c.name: {p: [_num(a), _num(b)] for p, (a, b) in c.intervals.items()}
+                c.name: {p: [_num(a), _num(b)] for p, (a, b) in self._ordered(c.intervals).items()}
                 for c in self.columns
             },
             "seconds": {c.name: round(c.seconds, 3) for c in self.columns},
             "failed": dict(self.failed),
             "sobol": {
-                "first": _nums(self.sobol_first),
-                "total": _nums(self.sobol_total),
+                "first": _nums(self._ordered(self.sobol_first)),
+                "total": _nums(self._ordered(self.sobol_total)),
                 "first_intervals": {
-                    p: [_num(a), _num(b)] for p, (a, b) in self.sobol_first_intervals.items()
+                    p: [_num(a), _num(b)]
+                    for p, (a, b) in self._ordered(self.sobol_first_intervals).items()
                 },
                 "total_intervals": {
-                    p: [_num(a), _num(b)] for p, (a, b) in self.sobol_total_intervals.items()
+                    p: [_num(a), _num(b)]
+                    for p, (a, b) in self._ordered(self.sobol_total_intervals).items()
                 },
             },
             "interactions": [
@@ -226,6 +255,10 @@ class ImportanceReport:
                 "mean": _num(self.mean_agreement),
             },
         }
+
+    def _ordered(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` in the report's parameter order (most important first)."""
+        return {p: values[p] for p in self.params if p in values}
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as a JSON document (see :meth:`to_dict`)."""
@@ -257,54 +290,201 @@ class ImportanceReport:
             writer.writerow(row)
         return out.getvalue()
 
-    def to_text(self) -> str:
-        """A printable table (normalized importances with intervals) and the summaries."""
+    def to_text(self, *, details: bool = False, width: int = TEXT_WIDTH) -> str:
+        """A printable summary that fits ``width`` columns.
+
+        Normalized importances with intervals, Sobol' indices of the surrogate (flagged when the
+        surrogate explains little), pairs of parameters the intervals cannot rank, the strongest
+        interactions and a one-line summary of the agreement between evaluators; when they
+        disagree, which question each one answers and which has too little evidence.
+
+        Args:
+            details: Also list the agreement of every pair of evaluators.
+            width: Maximum line length; wide tables are split into blocks of columns.
+        """
         level = int(round(100 * self.confidence))
-        r2 = "" if math.isnan(self.surrogate_r2) else f", surrogate CV R^2 {self.surrogate_r2:.2f}"
-        lines = [
-            f"Importance report: {self.n_trials} trials, response={self.response}{r2}; "
-            f"normalized importances [{level}% bootstrap interval]"
-        ]
-        header = ["param"] + self.evaluators
-        if self.sobol_first:
-            header += ["S1", "ST"]
-        rows = [header]
+        lines = [f"Importance report: {self.n_trials} trials, response={self.response}"]
+        if self.constant_response:
+            lines.append(
+                f"The {self.response} is the same in every trial: no parameter has any effect "
+                "(all importances 0)."
+            )
+        lines.append(f"Normalized importances (shares of each column) [{level}% interval]:")
+        rows = [["param", *self.evaluators]]
         for p in self.params:
-            row = [p]
-            for c in self.columns:
-                row.append(_fmt(c.importances.get(p), c.intervals.get(p)))
-            if self.sobol_first:
-                row.append(_fmt(self.sobol_first.get(p), self.sobol_first_intervals.get(p)))
-                row.append(_fmt(self.sobol_total.get(p), self.sobol_total_intervals.get(p)))
-            rows.append(row)
-        widths = [max(len(r[k]) for r in rows) for k in range(len(header))]
-        for i, r in enumerate(rows):
-            cells = [r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]
-            lines.append("  ".join(cells).rstrip())
-            if i == 0:
-                lines.append("  ".join("-" * w for w in widths))
+            rows.append(
+                [p, *(_fmt_share(c.importances.get(p), c.intervals.get(p)) for c in self.columns)]
+            )
+        lines += _table(rows, width)
+        if self.sobol_first:
+            lines.append("")
+            r2 = (
+                ""
+                if math.isnan(self.surrogate_r2)
+                else f", surrogate CV R^2 {self.surrogate_r2:.2f}"
+            )
+            lines.append(f"Sobol' indices of the surrogate [{level}% interval]{r2}:")
+            if self.low_r2:
+                lines.append(
+                    f"  LOW R^2 (< {LOW_R2}): the surrogate misses most of the variance; its "
+                    "indices, and ablation's path, say little about the objective."
+                )
+            rows = [["param", "S1 (first order)", "ST (total)"]]
+            for p in self.params:
+                if p in self.sobol_first:
+                    rows.append(
+                        [
+                            p,
+                            _fmt_share(self.sobol_first[p], self.sobol_first_intervals.get(p)),
+                            _fmt_share(self.sobol_total[p], self.sobol_total_intervals.get(p)),
+                        ]
+                    )
+            lines += _table(rows, width)
         notes = []
         for c in self.columns:
             kind = getattr(c.result, "source_kind", None)
             if kind is not None:
                 notes.append(f"{c.name} starts from the {kind.replace('_', ' ')} configuration")
+        notes += [
+            f"{c.name}: not enough trials to rank " + ", ".join(f"{a} and {b}" for a, b in pairs)
+            for c in self.columns
+            if (pairs := unresolved_pairs(c.importances, c.intervals))
+        ]
         notes.append("time: " + ", ".join(f"{c.name} {c.seconds:.1f} s" for c in self.columns))
         notes += [f"{name} failed and is left out: {error}" for name, error in self.failed.items()]
-        lines.extend(f"({n})" for n in notes)
+        lines.extend(_wrap(f"({n})", width) for n in notes)
         if self.interactions:
             lines.append("")
             lines.append("Strongest interactions (Sobol' S_ij of the surrogate):")
             for it in self.interactions:
-                lines.append(f"  {it.params[0]} x {it.params[1]}: {_fmt(it.value, it.interval)}")
+                value = _fmt_share(it.value, it.interval, digits=3)
+                lines.append(f"  {it.params[0]} x {it.params[1]}: {value}")
         if self.agreement:
             lines.append("")
-            lines.append(
-                "Agreement between evaluators (Kendall's tau-b of the rankings): mean "
-                + ("n/a" if math.isnan(self.mean_agreement) else f"{self.mean_agreement:.2f}")
-            )
-            for (a, b), t in self.agreement.items():
-                lines.append(f"  {a} ~ {b}: " + ("n/a" if math.isnan(t) else f"{t:+.2f}"))
+            lines.append(_wrap(self._agreement_line(details), width))
+            if details and len(self.agreement) > 1:
+                for (a, b), t in self.agreement.items():
+                    lines.append(f"  {a} ~ {b}: " + ("n/a" if math.isnan(t) else f"{t:+.2f}"))
+            if self.disagree:
+                lines += [_wrap(line, width) for line in self._why_they_differ()]
         return "\n".join(lines)
+
+    @property
+    def low_r2(self) -> bool:
+        """Whether the Sobol' surrogate's cross-validated R^2 is below ``LOW_R2``."""
+        return self.surrogate_r2 < LOW_R2
+
+    @property
+    def disagree(self) -> bool:
+        """Whether the evaluators' rankings agree poorly (mean tau-b below 0.5)."""
+        return self.mean_agreement < DISAGREEMENT_TAU
+
+    def _agreement_line(self, details: bool) -> str:
+        if len(self.agreement) == 1:
+            ((a, b), t), *_ = self.agreement.items()
+            tau = "n/a" if math.isnan(t) else f"{t:+.2f}"
+            return f"Agreement of the rankings (Kendall's tau-b): {a} ~ {b} {tau}."
+        mean = "n/a" if math.isnan(self.mean_agreement) else f"{self.mean_agreement:.2f}"
+        line = (
+            f"Agreement of the rankings (Kendall's tau-b): mean {mean} over "
+            f"{len(self.agreement)} pairs of evaluators"
+        )
+        finite = {k: t for k, t in self.agreement.items() if math.isfinite(t)}
+        if len(finite) > 1:
+            (a, b), t = min(finite.items(), key=lambda kv: kv[1])
+            line += f"; lowest {a} ~ {b} {t:+.2f}"
+        if not details and len(self.agreement) > 1:
+            line += " (every pair: to_text(details=True) or the `agreement` field)"
+        return line + "."
+
+    def _why_they_differ(self) -> list[str]:
+        out = ["They answer different questions:"]
+        for c in self.columns:
+            question = QUESTIONS.get(c.name)
+            if question is not None:
+                out.append(f"  {c.name}: {question}")
+        weak = []
+        n_params = max(1, len(self.params))
+        if self.n_trials < MIN_TRIALS_PER_PARAM * n_params:
+            weak.append(
+                f"every evaluator: {self.n_trials} trials for {n_params} parameters "
+                f"(< {MIN_TRIALS_PER_PARAM} per parameter)"
+            )
+        for c in self.columns:
+            r2 = getattr(c.result, "surrogate_r2", math.nan)
+            if r2 < LOW_R2:
+                weak.append(f"{c.name}: its surrogate explains only R^2 = {r2:.2f}")
+            top = sorted(c.importances, key=lambda p: -c.importances[p])[:2]
+            if len(top) == 2 and top in [
+                list(pair) for pair in unresolved_pairs(c.importances, c.intervals)
+            ]:
+                weak.append(
+                    f"{c.name}: its intervals cannot order its top two ({top[0]}, {top[1]})"
+                )
+        no_interval = [c.name for c in self.columns if not c.intervals]
+        if no_interval:
+            weak.append(f"{', '.join(no_interval)}: no intervals, so their evidence is unknown")
+        if weak:
+            out.append("Too little evidence: " + "; ".join(weak) + ".")
+        return out
+
+
+def unresolved_pairs(
+    shares: Mapping[str, float], intervals: Mapping[str, Interval], top: int = 3
+) -> list[tuple[str, str]]:
+    """Neighbours in the ranking (among the ``top`` first with a positive share) whose
+    intervals overlap: the trials cannot tell which of the two matters more."""
+    ranked = [p for p in sorted(shares, key=lambda p: -shares[p]) if shares[p] > 0][:top]
+    out = []
+    for a, b in itertools.pairwise(ranked):
+        if a in intervals and b in intervals and intervals[b][1] >= intervals[a][0]:
+            out.append((a, b))
+    return out
+
+
+def _table(rows: list[list[str]], width: int) -> list[str]:
+    """Right-aligned columns under a header, split into blocks of columns that fit ``width``."""
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    blocks: list[list[int]] = [[]]
+    used = widths[0]
+    for k in range(1, len(widths)):
+        if blocks[-1] and used + 2 + widths[k] > width:
+            blocks.append([])
+            used = widths[0]
+        blocks[-1].append(k)
+        used += 2 + widths[k]
+    out = []
+    for i, block in enumerate(blocks):
+        if i:
+            out.append("")
+        cols = [0, *block]
+        for j, r in enumerate(rows):
+            cells = [r[0].ljust(widths[0])] + [r[k].rjust(widths[k]) for k in block]
+            out.append("  ".join(cells).rstrip())
+            if j == 0:
+                out.append("  ".join("-" * widths[k] for k in cols))
+    return out
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(
+        textwrap.wrap(text, width=width, subsequent_indent="  ", break_on_hyphens=False)
+    )
+
+
+def _share(v: float) -> float:
+    # Shares live in [0, 1]: estimation noise must not print as -0.000 or 1.011 (raw values
+    # stay in the fields and in to_dict()); + 0.0 turns -0.0 into 0.0.
+    return min(1.0, max(0.0, float(v))) + 0.0
+
+
+def _fmt_share(v: float | None, interval: Interval | None = None, digits: int = 2) -> str:
+    if v is None or not math.isfinite(v):
+        return "-"
+    s = f"{_share(v):.{digits}f}"
+    if interval is not None and all(math.isfinite(x) for x in interval):
+        s += f" [{_share(interval[0]):.{digits}f}, {_share(interval[1]):.{digits}f}]"
+    return s
 
 
 def _num(v: float | None) -> float | None:
@@ -319,15 +499,6 @@ def _nums(d: Mapping[str, float]) -> dict[str, float | None]:
 
 def _cell(v: float) -> str:
     return "" if not math.isfinite(v) else repr(float(v))
-
-
-def _fmt(v: float | None, interval: Interval | None = None) -> str:
-    if v is None or not math.isfinite(v):
-        return "-"
-    s = f"{v:.3f}"
-    if interval is not None:
-        s += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
-    return s
 
 
 def normalize(importances: Mapping[str, float]) -> tuple[dict[str, float], float]:
@@ -430,6 +601,7 @@ def importance_report(
             )
 
     data = encode_study(study, params, target)
+    constant = data.n_trials >= 2 and float(np.ptp(data.y)) == 0.0
     columns: list[EvaluatorColumn] = []
     sobol: SobolResult | None = None
     failed: dict[str, str] = {}
@@ -462,6 +634,9 @@ def importance_report(
             continue
         seconds = time.perf_counter() - start
         shares, total = normalize(raw) if raw else ({}, 0.0)
+        if constant:
+            # Optuna's uniform split would read as "every parameter matters equally".
+            shares = {p: 0.0 for p in shares}
         intervals: dict[str, Interval] = {}
         share_intervals = getattr(result, "share_intervals", None)
         if share_intervals:
@@ -484,6 +659,15 @@ def importance_report(
         for p in names
     }
     names.sort(key=lambda p: -mean[p])
+    # Every column in the same (report) order: JSON, CSV and plots read alike.
+    columns = [
+        dataclasses.replace(
+            c,
+            importances={p: c.importances[p] for p in names if p in c.importances},
+            intervals={p: c.intervals[p] for p in names if p in c.intervals},
+        )
+        for c in columns
+    ]
 
     agreement = {
         (a.name, b.name): rank_agreement(a.importances, b.importances)
@@ -511,4 +695,5 @@ def importance_report(
         confidence=next((c.result.confidence for c in columns if c.result is not None), 0.95),
         surrogate_r2=sobol.surrogate_r2 if sobol else math.nan,
         failed=failed,
+        constant_response=constant,
     )

@@ -15,8 +15,11 @@ class ImportanceResult:
         method: Name of the estimate in :attr:`values` (e.g. ``"sobol_total"``).
         values: Raw estimate per assessed parameter, in assessment order. May be negative
             (estimation noise, or a harmful parameter in ablation / N-RReliefF).
-        intervals: Bootstrap percentile interval of each value at level :attr:`confidence`;
-            empty when no bootstrap was run.
+        intervals: Interval of each value at level :attr:`confidence`: the union of the
+            percentile and basic bootstrap intervals over refits on resampled trials, widened
+            by the surrogate's cross-validated error where there is one, always containing the
+            value (coverage measured in ``benchmarks/RESULTS.md``); empty when no bootstrap
+            was run.
         confidence: Level of :attr:`intervals`.
         n_trials: Number of usable trials behind the estimate.
         response: What was explained: ``"objective"``, ``"target"`` or ``"pareto_rank"``.

@@ -15,6 +15,7 @@ from optuna.importance import BaseImportanceEvaluator
 
 from optuna_hpi._encoding import encode_study
 from optuna_hpi.importance._base import check_positive_int
+from optuna_hpi.importance._base import MIN_TRIALS_PER_PARAM
 
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class StabilityResult:
         n_trials: Number of usable trials of the study.
         subsample_size: Number of trials in each subsample (the smallest part when disjoint).
         disjoint: Whether the subsamples were disjoint parts of the trials.
+        constant_response: The response is the same in every usable trial: nothing to
+            reproduce, the ICC is ``nan`` and a warning says why.
 
     A high ICC shows that the evaluator is reproducible on this study, not that it is right.
 
@@ -62,6 +65,7 @@ class StabilityResult:
             )
             result = importance_stability(study, NRReliefFImportanceEvaluator(seed=0))
             print(result.icc, dict(zip(result.params, result.std)))
+            print(result.to_text())
     """
 
     params: list[str]
@@ -75,6 +79,38 @@ class StabilityResult:
     n_trials: int
     subsample_size: int
     disjoint: bool = False
+    constant_response: bool = False
+
+    def to_text(self) -> str:
+        """A printable summary: the ICCs and each parameter's spread over the subsamples."""
+        kind = "disjoint parts" if self.disjoint else "random subsamples"
+        k = self.matrix.shape[1] if self.matrix.ndim == 2 else 0
+        lines = [
+            f"Importance stability: {k} {kind} of {self.subsample_size} of the "
+            f"{self.n_trials} usable trials"
+        ]
+        if self.constant_response:
+            lines.append(
+                "ICC undefined: the response is the same in every trial, so no parameter has "
+                "any importance to reproduce."
+            )
+        elif math.isnan(self.icc):
+            lines.append("ICC undefined (fewer than two parameters, or nothing varies).")
+        else:
+            lines.append(
+                f"ICC(3,1) consistency {self.icc:.3f}, ICC(2,1) absolute agreement "
+                f"{self.icc_agreement:.3f} (reproducibility on this study, not correctness)"
+            )
+        rows = [["param", "mean", "std", "min", "max"]]
+        for p in sorted(self.params, key=lambda p: -self.mean[p]):
+            rows.append([p, *(f"{d[p]:.3f}" for d in (self.mean, self.std, self.min, self.max))])
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        for i, r in enumerate(rows):
+            cells = [r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])]
+            lines.append("  ".join(cells))
+            if i == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
 
 
 def importance_stability(
@@ -163,6 +199,7 @@ def importance_stability(
             "Run more trials."
         )
     rng = np.random.default_rng(seed)
+    n_params = max(1, sum(not s.single for s in data.specs))
     if disjoint:
         if n < 2 * k:
             raise ValueError(
@@ -171,13 +208,31 @@ def importance_stability(
             )
         parts = [np.sort(p) for p in np.array_split(rng.permutation(n), k)]
         size = min(len(p) for p in parts)
+        if size < MIN_TRIALS_PER_PARAM * n_params:
+            warnings.warn(
+                f"`disjoint=True` gives parts of {size} trials for {n_params} parameters (fewer "
+                f"than {MIN_TRIALS_PER_PARAM} per parameter): each part's importances are mostly "
+                "noise and so is the ICC. Lower `n_subsamples` or run more trials.",
+                stacklevel=2,
+            )
     else:
         size = min(n, max(2, int(round(fraction * n))))
         parts = [np.sort(rng.choice(n, size=size, replace=False)) for _ in range(k)]
+    constant = float(np.ptp(data.y)) == 0.0
+    if constant:
+        warnings.warn(
+            f"The {data.response} is the same in all {n} usable trials: there are no "
+            "importances to reproduce and the ICC is undefined. Check the objective or `target`.",
+            stacklevel=2,
+        )
     columns: list[dict[str, float]] = []
-    for rows in parts:
-        sub = _in_memory_study(study, [data.trials[i] for i in rows])
-        columns.append(dict(evaluator.evaluate(sub, params, target=target)))
+    with warnings.catch_warnings():
+        # Said once above (or by the user's own evaluator) instead of once per subsample.
+        for message in ("The .* is the same in all", "Only .* usable trials for"):
+            warnings.filterwarnings("ignore", message=message)
+        for rows in parts:
+            sub = _in_memory_study(study, [data.trials[i] for i in rows])
+            columns.append(dict(evaluator.evaluate(sub, params, target=target)))
 
     names = _row_names(data.params, columns)
     matrix = np.array([[float(c.get(p, 0.0)) for c in columns] for p in names]).reshape(
@@ -199,6 +254,7 @@ def importance_stability(
         n_trials=n,
         subsample_size=size,
         disjoint=bool(disjoint),
+        constant_response=constant,
     )
 
 
