@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 from typing import TYPE_CHECKING
+import warnings
 
 import numpy as np
 from optuna.distributions import BaseDistribution
@@ -379,9 +380,15 @@ def compute_plan(
     needed = min_complete_trials(rules, len(prev_free))
     evidence = bool(prev_free) and len(scored) >= needed
     if evidence and (stage.freeze or stage.narrow):  # a stage that does neither needs none
-        values, intervals, method = _importances(evaluator, scored, directions, prev_free)
-        if stage.freeze and incumbent is not None:
-            local, local_iv = local_effects(scored, directions, prev_free, incumbent, evaluator)
+        with warnings.catch_warnings():
+            # The evaluators' "few trials per parameter" guardrails speak to a user reading
+            # importances; a plan has its own evidence rule (`min_trials`) and its intervals.
+            warnings.simplefilter("ignore", UserWarning)
+            values, intervals, method = _importances(evaluator, scored, directions, prev_free)
+            if stage.freeze and incumbent is not None:
+                local, local_iv = local_effects(
+                    scored, directions, prev_free, incumbent, evaluator
+                )
     thin = (
         f"too few complete trials for importances ({len(scored)} < {needed} = "
         f"max(min_trials, {len(prev_free)} parameters))"
