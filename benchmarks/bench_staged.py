@@ -611,7 +611,7 @@ def main() -> None:
         for m in methods_of(t):
             curves[(t, m)] = np.array([raw[f"{t}|{m}|{s}"][0] for s in done])
             secs[m] += [raw[f"{t}|{m}|{s}"][1] for s in done]
-            timing[m] += [raw[f"{t}|{m}|{s}"][2] for s in done if len(raw[f"{t}|{m}|{s}"]) > 2]
+            timing[m] += [r[2] for s in done if len(r := raw[f"{t}|{m}|{s}"]) > 2 and r[2]]
         if t in REAL_TASKS:
             # Unknown optimum: regret against the best value any run of any method found.
             best = min(float(curves[(t, m)].min()) for m in methods_of(t))
