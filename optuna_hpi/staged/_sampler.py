@@ -640,13 +640,15 @@ class StagedSampler(BaseSampler):
             trials = study.get_trials(deepcopy=False)
             pending = [t for t in trials if t.number < cutoff and t.state == TrialState.RUNNING]
             if pending and self._held_here(pending):
+                if not excluded:
+                    _logger.warning(
+                        f"Stage {k} starts at trial {start}, but trials "
+                        f"{[t.number for t in pending]} that its plan needs were asked in this "
+                        "thread and are not told yet (a batch of study.ask()); the plan uses the "
+                        "finished trials only. Tell them first, or pass lag >= "
+                        f"{start - min(t.number for t in pending)} so that plans never wait."
+                    )
                 excluded = [t.number for t in pending]
-                _logger.warning(
-                    f"Stage {k} starts at trial {start}, but trials {excluded} that its plan "
-                    "needs were asked in this thread and are not told yet (a batch of "
-                    "study.ask()); the plan uses the finished trials only. Tell them first, "
-                    f"or pass lag >= {start - min(excluded)} so that plans never wait for them."
-                )
                 pending = []
             # Trials of unstaged processes (no tag) never compute plans: skip them.
             running = [
