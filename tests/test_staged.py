@@ -516,8 +516,8 @@ def test_plans_read_every_evaluator_as_shares(kind: str) -> None:
     from optuna_hpi import AblationImportanceEvaluator
     from optuna_hpi import NRReliefFImportanceEvaluator
 
-    from .conftest import ISHIGAMI_DISTRIBUTIONS
     from .conftest import ishigami
+    from .conftest import ISHIGAMI_DISTRIBUTIONS
     from .conftest import study_from_function
 
     study = study_from_function(ISHIGAMI_DISTRIBUTIONS, ishigami, n_trials=300, seed=1)
