@@ -287,12 +287,17 @@ class AblationImportanceEvaluator(HpiImportanceEvaluator[AblationResult]):
         self._local = threading.local()
 
     def analyze_encoded(
-        self, data: EncodedTrials, n_bootstrap: int | None = None, *, diagnostics: bool = True
+        self,
+        data: EncodedTrials,
+        n_bootstrap: int | None = None,
+        *,
+        diagnostics: bool = True,
+        widen: bool = True,
     ) -> AblationResult:
         previous = getattr(self._local, "plan", None)
         self._local.plan = self._plan(data) if data.specs and data.n_trials >= 1 else None
         try:
-            return super().analyze_encoded(data, n_bootstrap, diagnostics=diagnostics)
+            return super().analyze_encoded(data, n_bootstrap, diagnostics=diagnostics, widen=widen)
         finally:
             self._local.plan = previous
 

@@ -109,13 +109,22 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         return self.analyze_encoded(data, n_bootstrap)
 
     def analyze_encoded(
-        self, data: EncodedTrials, n_bootstrap: int | None = None, *, diagnostics: bool = True
+        self,
+        data: EncodedTrials,
+        n_bootstrap: int | None = None,
+        *,
+        diagnostics: bool = True,
+        widen: bool = True,
     ) -> R:
         """:meth:`analyze` on already encoded trials (used by the report and StagedStudy).
 
         ``diagnostics=False`` skips extra cost that does not change the importances (e.g. the
         surrogate's cross-validated R^2); ``evaluate()`` uses it. The intervals use the R^2
-        whenever they are computed.
+        whenever they are computed, unless ``widen=False``: then they cover the bootstrap over
+        trials only (data and refit noise, not the variance the surrogate leaves unexplained).
+        The staged planner compares parameters with such intervals: widened ones add up to
+        half the unexplained variance to every upper bound, so that no parameter could ever be
+        frozen from a few dozen trials.
         """
         n_boot = self._n_bootstrap if n_bootstrap is None else n_bootstrap
         check_positive_int("n_bootstrap", n_boot, minimum=0)
@@ -127,9 +136,9 @@ class HpiImportanceEvaluator(BaseImportanceEvaluator, Generic[R], abc.ABC):
         point = self._statistics(sub)
         intervals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         with_intervals = n_boot > 0 and data.n_trials >= MIN_BOOTSTRAP_TRIALS
-        r2 = self._fit_quality(sub) if diagnostics or with_intervals else math.nan
+        r2 = self._fit_quality(sub) if diagnostics or (with_intervals and widen) else math.nan
         if with_intervals:
-            intervals = self._bootstrap(sub, point, n_boot, r2)
+            intervals = self._bootstrap(sub, point, n_boot, r2 if widen else math.nan)
         result = self._result(data, live, point, intervals)
         if diagnostics and r2 < LOW_R2:
             warnings.warn(

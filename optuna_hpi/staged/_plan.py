@@ -515,7 +515,8 @@ def _importances(
 
     if isinstance(evaluator, HpiImportanceEvaluator):
         data = encode_trials(trials, directions, params=params)
-        result = evaluator.analyze_encoded(data, diagnostics=False)  # plans ignore R^2
+        # Plans compare parameters on the surrogate-refit bootstrap alone (see `widen`).
+        result = evaluator.analyze_encoded(data, diagnostics=False, widen=False)
         if isinstance(result, SobolResult) and result.total:
             # Freezing must not miss a parameter that acts only through interactions.
             vals, ivs, method = result.total, result.total_intervals, "sobol_total"
