@@ -4,6 +4,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
@@ -536,3 +537,28 @@ def test_plans_read_every_evaluator_as_shares(kind: str) -> None:
         assert 0.0 <= low <= plan.importances[name] <= high <= 1.0
     assert {"x1", "x2"} <= set(plan.free), plan.reasons
     assert not {"x1", "x2"} & set(plan.frozen)
+
+
+def test_plans_use_the_bootstrap_without_the_fit_widening() -> None:
+    # The Sobol' evaluator widens intervals by the surrogate's unexplained variance (issue 13):
+    # at a few dozen noisy trials every upper bound gains (1 - R^2) / 2, so an inert parameter
+    # could never be frozen. Plans compare parameters on the refit bootstrap alone.
+    from optuna_hpi import encode_study
+
+    rng = np.random.default_rng(0)
+
+    def noisy(p: dict[str, Any]) -> float:
+        return p["x"] ** 2 + 0.0 * p["z"] + float(rng.normal(0, 0.05))
+
+    from .conftest import study_from_function
+
+    dists = {"x": FloatDistribution(-1, 1), "z": FloatDistribution(0, 1)}
+    study = study_from_function(dists, noisy, n_trials=40, seed=0)
+    data = encode_study(study)
+    evaluator = fast_evaluator()
+    wide = evaluator.analyze_encoded(data, diagnostics=False)
+    plain = evaluator.analyze_encoded(data, diagnostics=False, widen=False)
+    assert wide.total == plain.total
+    assert wide.total_intervals["z"][1] > plain.total_intervals["z"][1]
+    for name, (low, high) in plain.total_intervals.items():
+        assert low <= plain.total[name] <= high
