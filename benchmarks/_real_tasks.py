@@ -27,6 +27,22 @@ class LightGBMTask:
     """
 
     best = math.nan
+    # LightGBM's own defaults, where they lie in the search space (a zero penalty or gain at
+    # the range's "off" end; max_depth's default, no limit, is not in the range): what a
+    # user passes as ``defaults=`` and where LightGBMTunerCV starts.
+    defaults: dict[str, Any] = {
+        "learning_rate": 0.1,
+        "num_leaves": 31,
+        "min_data_in_leaf": 20,
+        "min_sum_hessian_in_leaf": 1e-3,
+        "bagging_fraction": 1.0,
+        "bagging_freq": 0,
+        "feature_fraction": 1.0,
+        "lambda_l1": 1e-8,
+        "lambda_l2": 1e-8,
+        "min_gain_to_split": 1e-8,
+        "num_iterations": 100,
+    }
 
     def __init__(self) -> None:
         import lightgbm as lgb
@@ -103,6 +119,19 @@ class SGDTask:
     """
 
     best = math.nan
+    # SGDClassifier's defaults (eta0 0.01, max_iter at the range's top end).
+    defaults: dict[str, Any] = {
+        "eta0": 0.01,
+        "learning_rate": "optimal",
+        "power_t": 0.5,
+        "alpha": 1e-4,
+        "penalty": "l2",
+        "l1_ratio": 0.15,
+        "loss": "hinge",
+        "max_iter": 50,
+        "tol": 1e-3,
+        "average": False,
+    }
 
     def __init__(self) -> None:
         from sklearn.datasets import load_digits

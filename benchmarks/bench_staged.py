@@ -273,8 +273,15 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
         real_optimize(*a, **k)
 
     study.optimize = optimize_timed  # type: ignore[method-assign]
+    # Real models have library defaults: the staged presets start from them (``defaults=``);
+    # ``tpe_defaults`` is flat TPE with the same configuration enqueued as its first trial.
+    defaults = getattr(task, "defaults", None)
+    if method == "tpe_defaults" and defaults:
+        study.enqueue_trial(defaults)
     if method == "three_stage":
-        StagedStudy.three_stage(study, n_trials=(20, 30, 50)).optimize(task.objective)
+        StagedStudy.three_stage(study, n_trials=(20, 30, 50), defaults=defaults).optimize(
+            task.objective
+        )
     elif method == "three_stage_w10":
         from optuna_hpi import Stage
         from optuna_hpi.staged._stage import three_stage
@@ -282,7 +289,7 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
         stages = three_stage((20, 30, 50))
         stages[0] = Stage(10, narrow=False, name="warm_start")
         stages[1] = Stage(10, roles=("learning_rate",), narrow=False, name="learning_rate")
-        StagedStudy(study, stages).optimize(task.objective)
+        StagedStudy(study, stages, defaults=defaults).optimize(task.objective)
     elif method in ("three_stage_local", "three_stage_short"):
         from optuna_hpi import Stage
 
@@ -293,12 +300,12 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
             Stage(10 if short else 30, roles=("learning_rate", "regularization"), name="reg"),
             Stage(75 if short else 50, narrow=False, local=0.25, full_every=4, name="fine"),
         ]
-        StagedStudy(study, stages).optimize(task.objective)
+        StagedStudy(study, stages, defaults=defaults).optimize(task.objective)
     elif method in ("three_stage_hidden", "importance_hidden"):
         if method == "three_stage_hidden":
-            staged = StagedStudy.three_stage(study, n_trials=(20, 30, 50))
+            staged = StagedStudy.three_stage(study, n_trials=(20, 30, 50), defaults=defaults)
         else:
-            staged = StagedStudy.importance_driven(study, n_trials=(30, 40, 30))
+            staged = StagedStudy.importance_driven(study, n_trials=(30, 40, 30), defaults=defaults)
         staged.sampler._hide_held = True  # private: the previous rule (held values hidden)
         staged.optimize(task.objective)
     elif method == "importance_local":
@@ -309,9 +316,38 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
             Stage(40, freeze=True, name="focus"),
             Stage(30, narrow=False, local=0.25, full_every=4, name="final"),
         ]
-        StagedStudy(study, stages).optimize(task.objective)
+        StagedStudy(study, stages, defaults=defaults).optimize(task.objective)
     elif method == "importance_20":
-        StagedStudy.importance_driven(study, n_trials=(20, 40, 40)).optimize(task.objective)
+        StagedStudy.importance_driven(study, n_trials=(20, 40, 40), defaults=defaults).optimize(
+            task.objective
+        )
+    elif method.startswith("ts:"):
+        # Prototype grid: "ts:hw=0.5,warm=10,n=20-30-50" (hold window, warm start, budgets).
+        import dataclasses
+
+        from optuna_hpi.staged._stage import three_stage
+
+        opts = dict(kv.split("=") for kv in method[3:].split(",") if kv)
+        budgets = tuple(int(v) for v in opts.get("n", "20-30-50").split("-"))
+        stages = three_stage(budgets)
+        if "warm" in opts:
+            w = int(opts["warm"])
+            stages[0] = dataclasses.replace(stages[0], n_trials=w)
+            stages[1] = dataclasses.replace(stages[1], n_trials=budgets[0] - w)
+        width = float(opts.get("hw", 0))
+        stages[1:3] = [dataclasses.replace(s, hold_window=width) for s in stages[1:3]]
+        StagedStudy(study, stages, defaults=defaults).optimize(task.objective)
+    elif method.startswith("imp:"):
+        # Prototype grid: "imp:n=25-25-25-25,hw=0.5" (explore, focus..., final; hold window).
+        from optuna_hpi import Stage
+
+        opts = dict(kv.split("=") for kv in method[4:].split(",") if kv)
+        budgets = [int(v) for v in opts.get("n", "30-40-30").split("-")]
+        width = float(opts.get("hw", 0))
+        stages = [Stage(budgets[0], narrow=False, name="explore")]
+        stages += [Stage(b, freeze=True, name="focus", hold_window=width) for b in budgets[1:-1]]
+        stages.append(Stage(budgets[-1], narrow=False, name="final"))
+        StagedStudy(study, stages, defaults=defaults).optimize(task.objective)
     elif method in ABLATIONS:
         from optuna_hpi import Stage
         from optuna_hpi.staged._stage import three_stage
@@ -319,14 +355,16 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
         stages = three_stage((20, 30, 50))
         if method == "three_stage_narrowed_last":
             stages[-1] = Stage(50, name="fine_tune")
-        staged = StagedStudy(study, stages)
+        staged = StagedStudy(study, stages, defaults=defaults)
         if method == "three_stage_unhidden_last":
             sampler = staged.sampler
             visible = sampler._visible  # private: this ablation switches off one internal rule
             sampler._visible = lambda s, k, t: t if k == 2 else visible(s, k, t)  # type: ignore
         staged.optimize(task.objective)
     elif method == "importance":
-        StagedStudy.importance_driven(study, n_trials=(30, 40, 30)).optimize(task.objective)
+        StagedStudy.importance_driven(study, n_trials=(30, 40, 30), defaults=defaults).optimize(
+            task.objective
+        )
     else:
         study.optimize(task.objective, n_trials=N_TRIALS)
     values = [t.value for t in study.trials[:N_TRIALS]]
@@ -389,7 +427,7 @@ def summarize(
     wtl: dict[tuple[str, str, int], tuple[int, int, int]] = {}
     for t in tasks:
         for m in methods:
-            if m == "tpe":
+            if m == "tpe" or (t, m) not in curves:
                 continue
             for b in (50, 100):
                 base, other = curves[(t, "tpe")][:, b - 1], curves[(t, m)][:, b - 1]
@@ -421,6 +459,8 @@ def summarize(
     for t in tasks:
         target = float(np.median(curves[(t, "tpe")][:, -1]))
         for m in methods:
+            if (t, m) not in curves:
+                continue
             c = curves[(t, m)]
             med = [float(np.median(c[:, b - 1])) for b in CHECKPOINTS]
             hits = [int(np.argmax(r <= target + 1e-12)) + 1 for r in c if r[-1] <= target + 1e-12]
@@ -543,7 +583,6 @@ def main() -> None:
         "--methods",
         nargs="*",
         default=METHODS,
-        choices=METHODS + ABLATIONS,
         help="methods to run and compare ('tpe' is always included as the reference)",
     )
     parser.add_argument("--cache-dir", default="/tmp/optuna_hpi_bench")
@@ -573,7 +612,8 @@ def main() -> None:
         return args.real_seeds if task in REAL_TASKS else args.seeds
 
     def methods_of(task: str) -> list[str]:
-        return [m for m in METHODS if m != "lgbm_tuner" or task == LGBM]
+        only = {"lgbm_tuner": [LGBM], "tpe_defaults": REAL_TASKS}
+        return [m for m in METHODS if task in only.get(m, [task])]
 
     jobs = []
     # Seed-major order: an interrupted run still has every task at (nearly) equal seeds.

@@ -94,9 +94,7 @@ def _storage(url: str) -> BaseStorage:
         try:
             return JournalStorage(JournalFileBackend(url))
         except Exception as err:
-            _fail(
-                f"cannot read {url!r} as an SQLite database or a journal file: {_one_line(err)}"
-            )
+            _fail(f"cannot read {url!r} as an SQLite database or a journal file: {_one_line(err)}")
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         # SQLAlchemy would silently create an empty database for a mistyped path.

@@ -248,6 +248,7 @@ def test_published_figures_and_note_render_in_the_browser(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from playwright import sync_api as playwright
+
     argv = ["publish", "--storage", staged_url, "--study-name", "staged", "--n-bootstrap", "3",
             "--evaluators", "sobol,relief", "--quiet"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err

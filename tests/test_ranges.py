@@ -40,9 +40,7 @@ def interior(trial: optuna.Trial) -> float:
 
 
 def study_of(objective: Any, n_trials: int, direction: str = "minimize") -> optuna.Study:
-    study = optuna.create_study(
-        direction=direction, sampler=optuna.samplers.RandomSampler(seed=0)
-    )
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(objective, n_trials=n_trials)
     return study
 

@@ -184,6 +184,33 @@ def test_three_stage_holds_the_incumbent_and_keeps_user_distributions() -> None:
     }
 
 
+def test_three_stage_without_defaults_keeps_the_others_in_windows_around_the_warm_start() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    staged = StagedStudy.three_stage(study, n_trials=(16, 10, 8), evaluator=fast_evaluator())
+    staged.optimize(mlp_like)
+    trials = study.trials
+    plans = staged.plans
+    assert [p.stage for p in plans] == [0, 1, 2, 3]
+    # Stage 1: the learning rate moves over its range; the others follow in windows of 90 %
+    # of their (log) range around the warm start's best values.
+    best = trials[plans[1].best_trial]  # type: ignore[index]
+    assert plans[1].best_trial == min(trials[:4], key=lambda t: t.value).number  # type: ignore
+    assert plans[1].frozen == {} and set(plans[1].narrowed) == {"alpha", "width"}
+    for name, full in (("alpha", ALPHA), ("width", WIDTH)):
+        window = plans[1].narrowed[name]
+        assert window.low <= best.params[name] <= window.high  # type: ignore[attr-defined]
+        assert (window.low, window.high) != (full.low, full.high)  # type: ignore[attr-defined]
+    assert len({t.params["learning_rate"] for t in trials[4:16]}) == 12
+    assert len({t.params["alpha"] for t in trials[4:16]}) > 1
+    # Stage 2: alpha joins the learning rate (either narrowed when confidently important);
+    # width still follows in a window around the incumbent.
+    best2 = trials[plans[2].best_trial]  # type: ignore[index]
+    assert plans[2].frozen == {} and "alpha" in plans[2].free
+    window = plans[2].narrowed["width"]
+    assert window.low <= best2.params["width"] <= window.high  # type: ignore[attr-defined]
+    assert plans[3].frozen == {} and plans[3].narrowed == {}
+
+
 class SpySampler(optuna.samplers.RandomSampler):
     """Records, per call, the history of the parameter the base sampler is asked for."""
 
@@ -460,22 +487,23 @@ def test_any_base_sampler_obeys_the_plans(make_base: Any) -> None:
     evaluator = FixedEvaluator({"learning_rate": 0.9, "alpha": 0.08, "width": 0.02})
     staged = StagedStudy.three_stage(
         study,
-        n_trials=(6, 6, 6),
-        defaults={"width": 64},
+        n_trials=(8, 6, 6),
         evaluator=evaluator,
         rules=PlanRules(min_trials=2),
     )
     staged.optimize(mlp_like)
     trials = study.trials
     plans = staged.plans
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 18
-    assert trials[0].params["width"] == 64
-    best = trials[plans[1].best_trial]  # type: ignore[index]
-    assert {t.params["width"] for t in trials[4:12]} == {best.params["width"]}
-    assert {t.params["alpha"] for t in trials[4:6]} == {best.params["alpha"]}
-    narrow = plans[2].narrowed["learning_rate"]
-    assert all(narrow._contains(t.params["learning_rate"]) for t in trials[6:12])
-    assert len({t.params["width"] for t in trials[12:]}) > 1
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 20
+    assert set(plans[1].narrowed) == {"alpha", "width"}  # windows around the incumbent
+    assert set(plans[2].narrowed) == {"learning_rate", "width"}
+    for plan in plans[1:]:
+        for t in trials[plan.start : plan.stop]:
+            for name, value in plan.frozen.items():
+                assert t.params[name] == value
+            for name, narrow in plan.narrowed.items():
+                assert narrow._contains(narrow.to_internal_repr(t.params[name])), (t.number, name)
+    assert plans[3].narrowed == {} and len({t.params["width"] for t in trials[14:]}) > 1
     for t in trials:
         assert t.distributions == {"learning_rate": LR, "alpha": ALPHA, "width": WIDTH}
         for name, value in t.params.items():
@@ -562,3 +590,53 @@ def test_plans_use_the_bootstrap_without_the_fit_widening() -> None:
     assert wide.total_intervals["z"][1] > plain.total_intervals["z"][1]
     for name, (low, high) in plain.total_intervals.items():
         assert low <= plain.total[name] <= high
+
+
+def test_hold_window_lets_held_numeric_parameters_follow_around_the_incumbent() -> None:
+    def objective(trial: optuna.Trial) -> float:
+        act = trial.suggest_categorical("act", ["relu", "tanh"])
+        return mlp_like(trial) + (0.5 if act == "tanh" else 0.0)
+
+    spy = SpySampler()
+    study = optuna.create_study(sampler=spy)
+    stages = [
+        Stage(6, narrow=False),
+        Stage(10, roles=("learning_rate",), narrow=False, hold_window=0.5),
+        Stage(4, narrow=False),
+    ]
+    staged = StagedStudy(study, stages, evaluator=fast_evaluator())
+    staged.optimize(objective)
+    plan = staged.plans[1]
+    best = study.trials[plan.best_trial]  # type: ignore[index]
+    # The categorical is held; alpha and width move in half their (log) range around the
+    # incumbent, clipped to the user's range; the learning rate has its full range.
+    assert plan.frozen == {"act": best.params["act"]}
+    assert set(plan.free) == {"alpha", "learning_rate", "width"}
+    assert "learning_rate" not in plan.narrowed
+    for name, full in (("alpha", ALPHA), ("width", WIDTH)):
+        window = plan.narrowed[name]
+        assert isinstance(window, type(full)) and window.log
+        span = math.log(full.high / full.low)
+        inner = math.log(window.high / window.low)  # type: ignore[attr-defined]
+        clipped = window.low == full.low or window.high == full.high  # type: ignore[attr-defined]
+        assert inner == pytest.approx(0.5 * span, rel=0.05) or (clipped and inner < 0.5 * span)
+        assert window.low <= best.params[name] <= window.high  # type: ignore[attr-defined]
+        values = [t.params[name] for t in study.trials[6:16]]
+        assert len(set(values)) > 3
+        assert all(window.low <= v <= window.high for v in values)  # type: ignore[attr-defined]
+        calls = [c for c in spy.seen if 6 <= c[0] < 16 and c[1] == name]
+        assert calls and all(dist == window for _, _, dist, _ in calls)
+    assert {t.params["act"] for t in study.trials[6:16]} == {best.params["act"]}
+    # Windowed values were searched, so the last stage sees them as they are.
+    for _, _, _, history in (c for c in spy.seen if c[0] >= 16 and c[1] == "alpha"):
+        assert history[6:16] == [t.params["alpha"] for t in study.trials[6:16]]
+    with pytest.raises(ValueError, match="hold_window"):
+        Stage(3, hold_window=1.0)
+
+
+def test_three_stage_holds_exactly_from_defaults_and_in_windows_without() -> None:
+    # A random warm start's best is a poor point to hold at; the user's defaults are not.
+    windows = [s.hold_window for s in StagedSampler.three_stage(n_trials=(8, 6, 6)).stages]
+    assert windows == [0.0, 0.9, 0.9, 0.0]
+    exact = StagedSampler.three_stage(n_trials=(8, 6, 6), defaults={"lr": 0.01}).stages
+    assert [s.hold_window for s in exact] == [0.0] * 4

@@ -133,7 +133,8 @@ def test_roles_and_defaults_are_part_of_the_stored_config() -> None:
     with pytest.raises(ValueError, match="different roles"):
         StagedStudy.three_stage(again, n_trials=(6, 6, 6)).optimize(objective, n_trials=1)
     again = optuna.load_study(study_name="s", storage=storage)
-    with pytest.raises(ValueError, match="different defaults"):
+    # Defaults also change the preset's stages (exact holds instead of windows).
+    with pytest.raises(ValueError, match="different (stages|defaults)"):
         StagedStudy.three_stage(
             again, n_trials=(6, 6, 6), roles={"units": "regularization"}, defaults={"units": 8}
         ).optimize(objective, n_trials=1)
@@ -298,7 +299,8 @@ def test_stage_changes_are_logged_and_shown_in_the_progress_bar(
         "Stage 2 'regularization'",
         "Stage 3 'fine_tune'",
     ]
-    assert "holds units=" in starts[1] and "moves ['lr']" in starts[1]
+    assert "moves ['lr', 'units', 'weight_decay']" in starts[1]
+    assert "keeps near the best trial units in [" in starts[1]
     err = capsys.readouterr().err
     assert "stage 3/3 'fine_tune'" in err and "20/20" in err
 

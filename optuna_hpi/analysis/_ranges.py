@@ -390,8 +390,16 @@ def suggest_ranges(
     y_of = {t.number: float(v) for t, v in zip(data.trials, data.y)}
     advice = [
         _advise(
-            name, current[name], data.trials, y_of, total, intervals, curves.get(name), sign,
-            rules, keep,
+            name,
+            current[name],
+            data.trials,
+            y_of,
+            total,
+            intervals,
+            curves.get(name),
+            sign,
+            rules,
+            keep,
         )  # fmt: skip
         for name in names
     ]
@@ -508,8 +516,6 @@ def _advise(
         f"keep: {evidence} is neither below {rules.freeze_below} (freeze) nor entirely above "
         f"{rules.narrow_above} (narrow)",
     )
-
-
 
 
 def _expanded(dist: FloatDistribution | IntDistribution, side: str) -> float | int | None:

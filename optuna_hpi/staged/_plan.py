@@ -240,9 +240,17 @@ class StagePlan:
         parts = [f"moves {list(self.free)}" if self.distributions else "moves per its spec"]
         if self.frozen:
             parts.append("holds " + ", ".join(f"{k}={v!r:.12}" for k, v in self.frozen.items()))
-        if self.narrowed:
+        near = {k: d for k, d in self.narrowed.items() if self.reasons.get(k, "").startswith(
+            ("around", "local", "unimportant"))}  # fmt: skip
+        narrowed = {k: d for k, d in self.narrowed.items() if k not in near}
+        if near:
             parts.append(
-                "narrows " + ", ".join(f"{k} to [{_fmt(d)}]" for k, d in self.narrowed.items())
+                "keeps near the best trial "
+                + ", ".join(f"{k} in [{_fmt(d)}]" for k, d in near.items())
+            )
+        if narrowed:
+            parts.append(
+                "narrows " + ", ".join(f"{k} to [{_fmt(d)}]" for k, d in narrowed.items())
             )
         if self.excluded:
             parts.append(f"made without unfinished trials {list(self.excluded)}")
@@ -408,6 +416,13 @@ def compute_plan(
         dist = dists[name]
         if spec_free and not stage.is_free(name, roles):
             value, source = held_value(name, dist)
+            if stage.hold_window > 0 and not isinstance(dist, CategoricalDistribution):
+                window = _local_window(dist, value, stage.hold_window, rules)
+                if window is not None:
+                    free.append(name)
+                    narrowed[name] = window
+                    reasons[name] = f"around {value!r} ({source}): [{_fmt(window)}]"
+                    continue
             frozen[name] = value
             reasons[name] = f"held at {value!r} ({source}; not free in this stage)"
             continue
@@ -430,6 +445,13 @@ def compute_plan(
             and l_upper < rules.freeze_below
         ):
             value, source = held_value(name, dist)
+            if stage.hold_window > 0 and not isinstance(dist, CategoricalDistribution):
+                window = _local_window(dist, value, stage.hold_window, rules)
+                if window is not None:
+                    free.append(name)
+                    narrowed[name] = window
+                    reasons[name] = f"unimportant, around {value!r} ({source}): [{_fmt(window)}]"
+                    continue
             frozen[name] = value
             reasons[name] = (
                 f"frozen at {value!r} ({source}): share {imp:.3f} [{lower:.3f}, {upper:.3f}] "
@@ -464,8 +486,10 @@ def compute_plan(
         elif (
             stage.narrow
             and name in prev_plan.narrowed
+            and prev_plan.reasons.get(name, "").startswith("narrowed")
             and prev_plan.distributions.get(name) == dist
         ):
+            # Only importance-based narrowing is carried over, not a stage's local windows.
             narrowed[name] = prev_plan.narrowed[name]
             reasons[name] = f"narrowed to [{_fmt(prev_plan.narrowed[name])}] (carried over)"
         if stage.local > 0 and name not in narrowed and incumbent is not None:

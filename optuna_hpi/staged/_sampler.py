@@ -44,6 +44,7 @@ from optuna_hpi.staged._stage import check_roles
 from optuna_hpi.staged._stage import default_value
 from optuna_hpi.staged._stage import importance_driven
 from optuna_hpi.staged._stage import infer_role
+from optuna_hpi.staged._stage import preset_hold_window
 from optuna_hpi.staged._stage import Stage
 from optuna_hpi.staged._stage import three_stage
 
@@ -267,7 +268,8 @@ class StagedSampler(BaseSampler):
         Same stages as :meth:`optuna_hpi.StagedStudy.three_stage`; ``kwargs`` are this class's
         keyword arguments (``roles``, ``defaults``, ``lag``, ...).
         """
-        return cls(base_sampler, three_stage(n_trials, kwargs.get("lag") or 0), **kwargs)
+        window = preset_hold_window(kwargs.get("defaults"))
+        return cls(base_sampler, three_stage(n_trials, kwargs.get("lag") or 0, window), **kwargs)
 
     @classmethod
     def importance_driven(
@@ -340,6 +342,8 @@ class StagedSampler(BaseSampler):
                 )
             extra = " (freezes unimportant)" if stage.freeze else ""
             extra += " (narrows important)" if stage.narrow else ""
+            if stage.hold_window > 0:
+                extra += f" (others: numeric in {stage.hold_window:.0%} windows around the best)"
             stop = self._schedule.stop(k)
             span = f"trials {starts[k]}..{stop - 1 if stop is not None else 'end'}"
             lines.append(f"stage {k} '{stage.name}' ({span}): moves {spec}{extra}")
@@ -355,9 +359,19 @@ class StagedSampler(BaseSampler):
                     str(k) for k, st in enumerate(self._stages) if st.is_free(name, self._roles)
                 ]
                 default = self._defaults.get(name, default_value(dists[name]))
+                fate = "held at the incumbent's value once a trial has it"
+                near = [
+                    f"{st.hold_window:.0%} of its range in stage {k}"
+                    for k, st in enumerate(self._stages)
+                    if st.hold_window > 0
+                    and not st.is_free(name, self._roles)
+                    and not isinstance(dists[name], CategoricalDistribution)
+                ]
+                if near:
+                    fate = "elsewhere near the incumbent's value: " + ", ".join(near)
                 lines.append(
                     f"  {name}: role {role}, free in stages {', '.join(moves) or 'none'}, "
-                    f"default {default!r} (held at the incumbent's value once a trial has it)"
+                    f"default {default!r} ({fate})"
                 )
         return "\n".join(lines)
 
@@ -566,6 +580,10 @@ class StagedSampler(BaseSampler):
             self._propose_config(study, number)
             attrs = study.user_attrs
         stored = json.loads(attrs[CONFIG_KEY])
+        if "stages" in stored:
+            # Through Stage, so that a configuration stored before a field existed compares
+            # equal to the same stages with that field at its default.
+            stored["stages"] = [Stage(**s).to_dict() for s in stored["stages"]]
         ours = json.loads(json.dumps(self.config()))
         for field_name in ("stages", "rules", "roles", "defaults"):
             if field_name in stored and stored[field_name] != ours[field_name]:

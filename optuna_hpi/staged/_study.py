@@ -20,6 +20,7 @@ from optuna_hpi.staged._plan import PlanRules
 from optuna_hpi.staged._plan import StagePlan
 from optuna_hpi.staged._sampler import StagedSampler
 from optuna_hpi.staged._stage import importance_driven
+from optuna_hpi.staged._stage import preset_hold_window
 from optuna_hpi.staged._stage import Stage
 from optuna_hpi.staged._stage import three_stage
 
@@ -121,16 +122,24 @@ class StagedStudy:
         """Warm start -> learning rate -> regularization -> fine-tune.
 
         The first stage's budget starts with a few full-space trials (a quarter, 4 to 10; the
-        first evaluates ``defaults`` when given), then moves only parameters with the
-        ``learning_rate`` role, holding the others at the best configuration so far; stage 2
-        moves the learning rate (narrowed around stage 1's best trials when its importance
-        is confident) and ``regularization`` parameters, holding the rest; stage 3 moves every
-        parameter over the user's full ranges, with every earlier trial in the base sampler's
-        model (held values shown as uninformative draws). Roles come from ``roles`` or the
-        parameter names (:func:`~optuna_hpi.staged.infer_role`). If no parameter has the
-        learning-rate role, that stage moves every parameter (with a warning).
+        first evaluates ``defaults`` when given), then searches parameters with the
+        ``learning_rate`` role over their full ranges while the others stay at the best
+        configuration so far; stage 2 adds the ``regularization`` parameters (and narrows
+        the learning rate around stage 1's best trials when its importance is confident);
+        stage 3 moves every parameter over the user's full ranges, with every earlier trial
+        in the base sampler's model (held values shown as uninformative draws).
+
+        "Stay" depends on where that configuration comes from. With ``defaults`` the others
+        are held exactly at the incumbent (your defaults until a trial beats them). Without,
+        the incumbent is only the best of a random warm start: numeric parameters then follow
+        in a window of 90 % of their range around its values (categorical ones are held), a
+        trust region rather than a point (see ``THREE_STAGE_HOLD_WINDOW``). Roles come from
+        ``roles`` or the parameter names (:func:`~optuna_hpi.staged.infer_role`). If no
+        parameter has the learning-rate role, that stage moves every parameter (with a
+        warning).
         """
-        stages = three_stage(n_trials, kwargs.get("lag") or 0)
+        window = preset_hold_window(defaults)
+        stages = three_stage(n_trials, kwargs.get("lag") or 0, window)
         return cls(study, stages, roles=roles, defaults=defaults, **kwargs)
 
     @classmethod
