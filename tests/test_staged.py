@@ -640,3 +640,31 @@ def test_three_stage_holds_exactly_from_defaults_and_in_windows_without() -> Non
     assert windows == [0.0, 0.9, 0.9, 0.0]
     exact = StagedSampler.three_stage(n_trials=(8, 6, 6), defaults={"lr": 0.01}).stages
     assert [s.hold_window for s in exact] == [0.0] * 4
+
+
+def test_hold_window_also_replaces_freezing_of_unimportant_parameters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    evaluator = FixedEvaluator({"x": 0.98, "noise": 0.0})
+    local = ({"x": 1.0, "noise": 0.0}, {"x": (0.9, 1.0), "noise": (0.0, 0.01)})
+    monkeypatch.setattr("optuna_hpi.staged._plan.local_effects", lambda *a, **k: local)
+
+    def objective(trial: optuna.Trial) -> float:
+        return (trial.suggest_float("x", -1.0, 1.0) - 0.3) ** 2 + 0.0 * trial.suggest_float(
+            "noise", 0.0, 1.0
+        )
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    stages = [Stage(10, narrow=False), Stage(10, freeze=True, narrow=False, hold_window=0.5)]
+    staged = StagedStudy(study, stages, evaluator=evaluator)
+    staged.optimize(objective)
+    plan = staged.plans[1]
+    best = study.trials[plan.best_trial]  # type: ignore[index]
+    window = plan.narrowed["noise"]
+    assert plan.frozen == {} and set(plan.free) == {"noise", "x"}
+    assert plan.reasons["noise"].startswith("unimportant, around")
+    assert window.low <= best.params["noise"] <= window.high  # type: ignore[attr-defined]
+    assert window.high - window.low == pytest.approx(0.5) or 0.0 in (window.low, 1.0 - window.high)  # type: ignore[attr-defined]
+    noise = [t.params["noise"] for t in study.trials[10:]]
+    assert len(set(noise)) == 10 and all(window.low <= v <= window.high for v in noise)  # type: ignore[attr-defined]
+    assert "keeps near the best trial noise in [" in plan.summary()

@@ -240,8 +240,11 @@ class StagePlan:
         parts = [f"moves {list(self.free)}" if self.distributions else "moves per its spec"]
         if self.frozen:
             parts.append("holds " + ", ".join(f"{k}={v!r:.12}" for k, v in self.frozen.items()))
-        near = {k: d for k, d in self.narrowed.items() if self.reasons.get(k, "").startswith(
-            ("around", "local", "unimportant"))}  # fmt: skip
+        # Windows around the incumbent (hold windows, local stages) are not importance-based.
+        windows = ("around", "local", "unimportant")
+        near = {
+            k: d for k, d in self.narrowed.items() if self.reasons.get(k, "").startswith(windows)
+        }
         narrowed = {k: d for k, d in self.narrowed.items() if k not in near}
         if near:
             parts.append(
@@ -412,17 +415,26 @@ def compute_plan(
     narrowed: dict[str, BaseDistribution] = {}
     reasons: dict[str, str] = {}
     spec_free = [n for n in dists if stage.is_free(n, roles)]
+
+    def in_window(name: str, dist: BaseDistribution, value: Any, why: str) -> bool:
+        """Search ``name`` in the stage's hold window around ``value`` instead of holding it;
+        ``False`` when it must be held (no window, a categorical, or a one-value window)."""
+        if stage.hold_window <= 0 or isinstance(dist, CategoricalDistribution):
+            return False
+        window = _local_window(dist, value, stage.hold_window, rules)
+        if window is None:
+            return False
+        free.append(name)
+        narrowed[name] = window
+        reasons[name] = f"{why}: [{_fmt(window)}]"
+        return True
+
     for name in sorted(dists):
         dist = dists[name]
         if spec_free and not stage.is_free(name, roles):
             value, source = held_value(name, dist)
-            if stage.hold_window > 0 and not isinstance(dist, CategoricalDistribution):
-                window = _local_window(dist, value, stage.hold_window, rules)
-                if window is not None:
-                    free.append(name)
-                    narrowed[name] = window
-                    reasons[name] = f"around {value!r} ({source}): [{_fmt(window)}]"
-                    continue
+            if in_window(name, dist, value, f"around {value!r} ({source})"):
+                continue
             frozen[name] = value
             reasons[name] = f"held at {value!r} ({source}; not free in this stage)"
             continue
@@ -445,13 +457,8 @@ def compute_plan(
             and l_upper < rules.freeze_below
         ):
             value, source = held_value(name, dist)
-            if stage.hold_window > 0 and not isinstance(dist, CategoricalDistribution):
-                window = _local_window(dist, value, stage.hold_window, rules)
-                if window is not None:
-                    free.append(name)
-                    narrowed[name] = window
-                    reasons[name] = f"unimportant, around {value!r} ({source}): [{_fmt(window)}]"
-                    continue
+            if in_window(name, dist, value, f"unimportant, around {value!r} ({source})"):
+                continue
             frozen[name] = value
             reasons[name] = (
                 f"frozen at {value!r} ({source}): share {imp:.3f} [{lower:.3f}, {upper:.3f}] "
