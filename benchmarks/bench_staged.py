@@ -339,14 +339,19 @@ def run_one(args: tuple[str, str, int, str]) -> tuple[str, str, int, list[float]
         stages[1:3] = [dataclasses.replace(s, hold_window=width) for s in stages[1:3]]
         StagedStudy(study, stages, defaults=defaults).optimize(task.objective)
     elif method.startswith("imp:"):
-        # Prototype grid: "imp:n=25-25-25-25,hw=0.5" (explore, focus..., final; hold window).
+        # Prototype grid: "imp:n=25-25-25-25,hw=0.5,local=0.5,fe=4" (explore, focus...,
+        # final; hold window and local window / full-range period of the focus stages).
         from optuna_hpi import Stage
 
         opts = dict(kv.split("=") for kv in method[4:].split(",") if kv)
         budgets = [int(v) for v in opts.get("n", "30-40-30").split("-")]
         width = float(opts.get("hw", 0))
         stages = [Stage(budgets[0], narrow=False, name="explore")]
-        stages += [Stage(b, freeze=True, name="focus", hold_window=width) for b in budgets[1:-1]]
+        local, every = float(opts.get("local", 0)), int(opts.get("fe", 0))
+        stages += [
+            Stage(b, freeze=True, name="focus", hold_window=width, local=local, full_every=every)
+            for b in budgets[1:-1]
+        ]
         stages.append(Stage(budgets[-1], narrow=False, name="final"))
         StagedStudy(study, stages, defaults=defaults).optimize(task.objective)
     elif method in ABLATIONS:
