@@ -442,3 +442,25 @@ def test_constant_objective_gives_zeros_not_a_uniform_split() -> None:
         assert set(column.importances.values()) == {0.0}, column.name
     assert "no parameter has any effect" in report.to_text()
     assert "0.33" not in report.to_text()
+
+
+def test_report_ablation_starts_from_a_staged_studys_defaults() -> None:
+    from optuna_hpi import StagedStudy
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        wd = trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True)
+        return (math.log10(lr) + 2) ** 2 + 10 * wd
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    defaults = {"lr": 1e-3, "weight_decay": 1e-4}
+    StagedStudy.three_stage(study, n_trials=(8, 6, 6), defaults=defaults).optimize(objective)
+    report = importance_report(study, ("ablation",), n_bootstrap=0)
+    result = report.columns[0].result
+    assert result.source_kind == "default_params"  # type: ignore[union-attr]
+    assert "ablation starts from the default params configuration" in report.to_text()
+    # Explicit options win over the stored defaults.
+    report = importance_report(
+        study, ("ablation",), n_bootstrap=0, evaluator_options={"ablation": {"source_trial": 3}}
+    )
+    assert report.columns[0].result.source_kind == "source_trial"  # type: ignore[union-attr]

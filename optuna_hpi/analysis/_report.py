@@ -33,6 +33,7 @@ from optuna_hpi.importance._base import MIN_TRIALS_PER_PARAM
 from optuna_hpi.importance._result import ImportanceResult
 from optuna_hpi.importance._result import Interval
 from optuna_hpi.importance._sobol import SobolResult
+from optuna_hpi.staged._plan import CONFIG_KEY
 
 
 if TYPE_CHECKING:
@@ -559,7 +560,10 @@ def importance_report(
         n_interactions: How many of the strongest pairwise interactions to keep.
         seed: Seed of the evaluators built from names.
         evaluator_options: Extra constructor arguments per registry name, e.g.
-            ``{"sobol": {"n_samples": 1024}}``.
+            ``{"sobol": {"n_samples": 1024}}``. For a study run by a
+            :class:`~optuna_hpi.StagedStudy` given ``defaults=``, the ablation path starts
+            from those defaults unless ``"ablation"`` options name ``default_params`` or
+            ``source_trial``.
         progress: Called with a short message before each evaluator (e.g. print to stderr).
 
     An evaluator that raises while analysing is left out with a warning and listed in
@@ -575,6 +579,13 @@ def importance_report(
     if not evaluators:
         raise ValueError("`evaluators` is empty; pass e.g. evaluators=('sobol', 'fanova').")
     options = {k: dict(v) for k, v in (evaluator_options or {}).items()}
+    ablation = options.setdefault("ablation", {})
+    if "default_params" not in ablation and "source_trial" not in ablation:
+        # A staged study knows the user's defaults: the ablation path starts there.
+        staged = json.loads(study.user_attrs.get(CONFIG_KEY, "{}")).get("defaults") or {}
+        known = {n for t in study.get_trials(deepcopy=False) for n in t.distributions}
+        if any(k in known for k in staged):
+            ablation["default_params"] = {k: v for k, v in staged.items() if k in known}
     built: list[tuple[str, BaseImportanceEvaluator]] = []
     for ev in evaluators:
         name = _name_of(ev)
