@@ -17,6 +17,7 @@ from optuna_hpi import StagedStudy
 from optuna_hpi import SurrogateConfig
 from optuna_hpi import visualization as plots
 from optuna_hpi.analysis import ablation_on_objective
+from optuna_hpi.visualization._common import staged_timeline
 
 
 pytest.importorskip("plotly")
@@ -198,6 +199,9 @@ def test_staged_timeline() -> None:
     # windows around the incumbent (shown as narrowed).
     assert [heat.z[params.index(p)][0] for p in ("learning_rate", "alpha", "width")] == [0, 0, 0]
     assert [heat.z[params.index(p)][1] for p in ("learning_rate", "alpha", "width")] == [0, 1, 1]
+    timeline = staged_timeline(study)
+    alpha = timeline.params.index("alpha")
+    assert timeline.labels[alpha][1].startswith("near best [")
     best = next(t for t in fig.data if t.name == "best so far")
     values = [t.value for t in study.trials]
     assert list(best.y) == pytest.approx(list(np.minimum.accumulate(values)))

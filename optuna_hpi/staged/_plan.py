@@ -235,16 +235,18 @@ class StagePlan:
             return name in self.free
         return stage.is_free(name, roles)
 
+    def is_window(self, name: str) -> bool:
+        """Whether ``name``'s range in :attr:`narrowed` is a window around the incumbent (a
+        stage's ``hold_window`` or ``local``), not a narrowing by importance."""
+        reason = self.reasons.get(name, "")
+        return name in self.narrowed and reason.startswith(("around", "local", "unimportant"))
+
     def summary(self) -> str:
         """One line: what the stage moves, holds and narrows."""
         parts = [f"moves {list(self.free)}" if self.distributions else "moves per its spec"]
         if self.frozen:
             parts.append("holds " + ", ".join(f"{k}={v!r:.12}" for k, v in self.frozen.items()))
-        # Windows around the incumbent (hold windows, local stages) are not importance-based.
-        windows = ("around", "local", "unimportant")
-        near = {
-            k: d for k, d in self.narrowed.items() if self.reasons.get(k, "").startswith(windows)
-        }
+        near = {k: d for k, d in self.narrowed.items() if self.is_window(k)}
         narrowed = {k: d for k, d in self.narrowed.items() if k not in near}
         if near:
             parts.append(

@@ -213,7 +213,8 @@ class Timeline:
         starts: First trial number of each stage.
         params: Parameters (rows of :attr:`status`).
         status: ``(n_params, n_stages)`` codes: 0 free, 1 narrowed, 2 frozen / held.
-        labels: Text per cell (frozen value or narrowed range).
+        labels: Text per cell (frozen value, narrowed range, or "near best" and the window
+            around the incumbent of a ``hold_window``/``local`` stage).
         numbers: Numbers of the complete trials.
         values: Their objective values.
         best: Best value so far at each of those trials (study direction).
@@ -302,7 +303,8 @@ def staged_timeline(source: Any) -> Timeline:
                     labels[i][k] = f"{plan.frozen[name]!r:.10}"
                 elif name in plan.narrowed:
                     status[i, k] = NARROWED
-                    labels[i][k] = _fmt_dist(plan.narrowed[name])
+                    near = "near best " if plan.is_window(name) else ""
+                    labels[i][k] = near + _fmt_dist(plan.narrowed[name])
                 continue
             stage_values = [
                 repr(t.params[name])
